@@ -1,0 +1,46 @@
+# featurehouse: two commands do everything on a fresh machine.
+#   make demo   set-up, then the whole pipeline on the embedded local default
+#   make test   set-up, then the test suite
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: setup demo test lint format bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The virtual environment follows the lock file exactly (local Spark + Delta, dev tools).
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --extra local --python $(PYTHON)
+	touch $@
+
+# Delta Lake's Spark jars come from Maven Central and are cached (Ivy, with ~/.m2 as fallback).
+$(VENV)/.delta-jars: $(VENV)/.synced scripts/fetch_delta_jars.py
+	$(VENV)/bin/python scripts/fetch_delta_jars.py
+	touch $@
+
+setup: $(VENV)/.delta-jars
+
+demo: setup
+	$(VENV)/bin/featurehouse pipeline --env local
+
+test: setup
+	$(VENV)/bin/pytest
+
+lint:
+	$(VENV)/bin/ruff check src tests benchmarks scripts feature_repo notebooks
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts feature_repo notebooks
+
+format:
+	$(VENV)/bin/ruff format src tests benchmarks scripts feature_repo notebooks
+	$(VENV)/bin/ruff check --fix src tests benchmarks scripts feature_repo notebooks
+
+clean:
+	rm -rf .featurehouse dist spark-warehouse

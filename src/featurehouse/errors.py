@@ -1,0 +1,15 @@
+"""Errors the user can act on: the CLI prints their message alone, without a stack trace."""
+
+from __future__ import annotations
+
+
+class FeaturehouseError(Exception):
+    """A problem with input, configuration or arguments, explained in one message."""
+
+
+class ConfigError(FeaturehouseError):
+    """Configuration that cannot be loaded or does not validate."""
+
+
+class InputDataError(FeaturehouseError):
+    """A raw input folder or file that cannot be ingested as it is."""

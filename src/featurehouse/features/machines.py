@@ -1,0 +1,37 @@
+"""Static machine attributes: model and age."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyspark.sql.functions as F
+from pyspark.sql import DataFrame
+
+from featurehouse.features.declaration import ENTITY_KEY, EVENT_TIMESTAMP, Feature, FeatureTable
+
+# The attributes are a snapshot with no history: they hold from the start of time,
+# so a point-in-time lookup at any entity timestamp finds them.
+ATTRIBUTES_VALID_FROM = datetime(1970, 1, 1)
+
+
+def with_machine_attributes(machines: DataFrame) -> DataFrame:
+    return machines.select(
+        F.col(ENTITY_KEY).cast("bigint").alias(ENTITY_KEY),
+        F.lit(ATTRIBUTES_VALID_FROM).cast("timestamp").alias(EVENT_TIMESTAMP),
+        F.col("model").alias("model"),
+        F.col("age").cast("bigint").alias("age"),
+    )
+
+
+MACHINE_ATTRIBUTES = FeatureTable(
+    table_key="machine_attributes",
+    view_name="machine_attributes",
+    description="Static attributes of each machine.",
+    features=(
+        Feature("model", "string", "Machine model (model1 to model4)"),
+        Feature("age", "bigint", "Machine age in years"),
+    ),
+    sources=("machines",),
+    build=lambda bronze: with_machine_attributes(bronze["machines"]),
+    ttl=None,
+)

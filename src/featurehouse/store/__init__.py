@@ -1,0 +1,1 @@
+"""Feast glue: definitions derived from the feature declarations, the store, online lookups."""

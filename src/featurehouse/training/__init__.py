@@ -1,0 +1,1 @@
+"""Labels, time splits, the model, its evaluation and its promotion in the registry."""

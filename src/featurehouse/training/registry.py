@@ -1,0 +1,75 @@
+"""MLflow set-up and champion / challenger promotion in the model registry."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from featurehouse.config import Settings
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def configure_mlflow(settings: Settings) -> str:
+    """Point MLflow at the environment's tracking server and registry; return the experiment id."""
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow.registry_uri)
+    if settings.is_local:
+        (settings.storage.root / "mlflow").mkdir(parents=True, exist_ok=True)
+    experiment = mlflow.get_experiment_by_name(settings.mlflow.experiment)
+    if experiment is not None:
+        experiment_id = experiment.experiment_id
+    else:
+        artifacts = (
+            (settings.storage.root / "mlflow" / "artifacts").as_uri() if settings.is_local else None
+        )
+        experiment_id = mlflow.create_experiment(
+            settings.mlflow.experiment, artifact_location=artifacts
+        )
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def version_with_alias(client: MlflowClient, name: str, alias: str) -> ModelVersionRef | None:
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    return ModelVersionRef(name=name, version=str(version.version), run_id=version.run_id)
+
+
+def should_promote(
+    challenger_score: float, champion_score: float | None, min_improvement: float
+) -> bool:
+    """Promote when there is no champion, the champion cannot be scored, or the challenger beats it.
+
+    "Beats" is strict: a retrain that scores the same keeps the current champion.
+    """
+    if champion_score is None or champion_score != champion_score:  # None or NaN
+        return True
+    if challenger_score != challenger_score:
+        return False
+    return challenger_score > champion_score + min_improvement
+
+
+def set_alias(client: MlflowClient, ref: ModelVersionRef, alias: str) -> None:
+    client.set_registered_model_alias(ref.name, alias, ref.version)
+    log.info("%s version %s is now %s", ref.name, ref.version, alias)
