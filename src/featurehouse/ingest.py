@@ -152,11 +152,18 @@ def read_raw_csv(lake: Lakehouse, files: Sequence[Path], dataset: RawDataset) ->
         .option("columnNameOfCorruptRecord", CORRUPT_RECORD)
         .csv([str(f) for f in files])
         .withColumn("_source_file", F.col("_metadata.file_path"))
+        # Increases with the position in each file: "first seen" for duplicate keys.
+        .withColumn("_position", F.monotonically_increasing_id())
     )
 
 
+def _raw(column: RawColumn) -> Column:
+    """The untouched text of a raw column (its name may equal the parsed column's)."""
+    return F.col(f"_raw_{column.raw}")
+
+
 def _parsed(column: RawColumn) -> Column:
-    raw = F.trim(F.col(column.raw))
+    raw = F.trim(_raw(column))
     if column.kind == "timestamp":
         return F.try_to_timestamp(raw, F.lit(RAW_TIMESTAMP_FORMAT))
     if column.kind == "int":
@@ -168,7 +175,7 @@ def _parsed(column: RawColumn) -> Column:
 
 def _failure_reason(column: RawColumn) -> Column:
     """Why this column's raw value is unusable, or null when it is fine."""
-    raw = F.trim(F.col(column.raw))
+    raw = F.trim(_raw(column))
     parsed = F.col(column.name)
     missing = raw.isNull() | (raw == "")
     if column.kind == "double":
@@ -186,17 +193,22 @@ def _failure_reason(column: RawColumn) -> Column:
 def validate_raw(raw: DataFrame, dataset: RawDataset) -> DataFrame:
     """Parse every column and attach `_reason`: null for a good row, else the first problem found.
 
-    Among rows sharing a natural key the first (by file, then values) is kept and the
-    others are refused as duplicates, so that bronze keys are unique.
+    Among rows sharing a natural key the first (by file, then position in the file) is
+    kept and the others are refused as duplicates, so that bronze keys are unique.
     """
-    parsed = raw
+    parsed = raw.select(
+        *[F.col(c.raw).alias(f"_raw_{c.raw}") for c in dataset.columns],
+        CORRUPT_RECORD,
+        "_source_file",
+        "_position",
+    )
     for column in dataset.columns:
         parsed = parsed.withColumn(column.name, _parsed(column))
     reasons = [F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("malformed line"))]
     reasons += [_failure_reason(c) for c in dataset.columns]
     checked = parsed.withColumn("_reason", F.coalesce(*reasons))
-    order = [F.col("_source_file")] + [F.col(c.raw).asc_nulls_last() for c in dataset.columns]
-    rank = F.row_number().over(Window.partitionBy(*dataset.keys).orderBy(*order))
+    first_seen = Window.partitionBy(*dataset.keys).orderBy("_source_file", "_position")
+    rank = F.row_number().over(first_seen)
     is_duplicate = F.col("_reason").isNull() & (rank > 1)
     return checked.withColumn(
         "_reason", F.when(is_duplicate, F.lit("duplicate key")).otherwise(F.col("_reason"))
@@ -213,7 +225,8 @@ def accepted_rows(validated: DataFrame, dataset: RawDataset, ingested_at: Column
 
 def quarantined_rows(validated: DataFrame, dataset: RawDataset, ingested_at: Column) -> DataFrame:
     raw_record = F.coalesce(
-        F.col(CORRUPT_RECORD), F.to_json(F.struct(*[F.col(c.raw) for c in dataset.columns]))
+        F.col(CORRUPT_RECORD),
+        F.to_json(F.struct(*[_raw(c).alias(c.raw) for c in dataset.columns])),
     )
     return validated.where(F.col("_reason").isNotNull()).select(
         F.lit(dataset.table_key).alias("dataset"),
@@ -233,8 +246,6 @@ def ingest_dataset(lake: Lakehouse, input_dir: Path, dataset: RawDataset) -> Ing
     counts = {
         row["_reason"]: int(row["count"]) for row in validated.groupBy("_reason").count().collect()
     }
-    if not counts:
-        raise InputDataError(f"{input_dir}: the {dataset.table_key} files hold no data rows")
     ingested_at = F.current_timestamp()
     result = lake.merge(
         accepted_rows(validated, dataset, ingested_at), dataset.table_key, dataset.keys

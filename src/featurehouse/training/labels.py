@@ -19,9 +19,11 @@ def entity_rows(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> DataFrame:
-    """One row per machine every `stride_hours` (on the UTC hour grid), within [start, end]."""
-    epoch_hours = F.floor(F.col("timestamp").cast("long") / 3600)
-    rows = telemetry.where((epoch_hours % stride_hours) == 0)
+    """One row per machine every `stride_hours` (on the UTC hour grid), within [start, end].
+
+    Readings off the grid (say 12:30) are not entity rows.
+    """
+    rows = telemetry.where((F.col("timestamp").cast("long") % (stride_hours * 3600)) == 0)
     if start is not None:
         rows = rows.where(F.col("timestamp") >= F.lit(start))
     if end is not None:

@@ -69,6 +69,10 @@ def classification_metrics(
 
     ROC AUC and PR AUC are NaN when the labels hold one class only: they are undefined.
     """
+    if len(labels) == 0:
+        return dict.fromkeys(
+            ("precision", "recall", "f1", "roc_auc", "pr_auc", "positive_rate"), float("nan")
+        ) | {"rows": 0.0}
     predicted = (scores >= threshold).astype(int)
     two_classes = len(np.unique(labels)) == 2
     return {
@@ -77,6 +81,6 @@ def classification_metrics(
         "f1": float(f1_score(labels, predicted, zero_division=0)),
         "roc_auc": float(roc_auc_score(labels, scores)) if two_classes else float("nan"),
         "pr_auc": float(average_precision_score(labels, scores)) if two_classes else float("nan"),
-        "positive_rate": float(np.mean(labels)) if len(labels) else float("nan"),
+        "positive_rate": float(np.mean(labels)),
         "rows": float(len(labels)),
     }

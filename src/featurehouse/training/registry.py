@@ -67,7 +67,8 @@ def should_promote(
         return True
     if challenger_score != challenger_score:
         return False
-    return challenger_score > champion_score + min_improvement
+    # A tolerance, so that 0.8 vs 0.7 + 0.1 is "equal" (not promoted) despite float rounding.
+    return challenger_score - champion_score > min_improvement + 1e-9
 
 
 def set_alias(client: MlflowClient, ref: ModelVersionRef, alias: str) -> None:

@@ -1,0 +1,38 @@
+"""Helpers shared by the tests: project paths, local settings in a temporary lakehouse."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from featurehouse.config import Settings, deep_merge, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED = PROJECT_ROOT.parent / "shared"
+AZURE_PDM = SHARED / "data" / "azure_pdm"
+
+
+def local_overrides(root: Path) -> dict[str, Any]:
+    """Settings that put every file the local environment writes under `root`."""
+    db = f"sqlite:///{root}/mlflow/mlflow.db"
+    return {
+        "storage": {"root": str(root), "raw_dir": str(root / "raw")},
+        "mlflow": {"tracking_uri": db, "registry_uri": db},
+    }
+
+
+def local_settings(root: Path, **overrides: Any) -> Settings:
+    return load_settings("local", overrides=deep_merge(local_overrides(root), overrides))
+
+
+def write_conf_dir(target: Path, overrides: dict[str, Any]) -> Path:
+    """A copy of conf/ whose local.yml also carries `overrides`, for code that loads settings
+    by itself through $FEATUREHOUSE_CONF_DIR (notebooks, `feast apply`)."""
+    conf_dir = target / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf", conf_dir)
+    local = yaml.safe_load((conf_dir / "local.yml").read_text())
+    (conf_dir / "local.yml").write_text(yaml.safe_dump(deep_merge(local, overrides)))
+    return conf_dir
