@@ -21,6 +21,7 @@ def local_overrides(root: Path) -> dict[str, Any]:
     return {
         "storage": {"root": str(root), "raw_dir": str(root / "raw")},
         "mlflow": {"tracking_uri": db, "registry_uri": db},
+        "feast": {"store_dir": str(root / "feast")},
     }
 
 

@@ -101,8 +101,9 @@ class MlflowSettings(_Strict):
 
 class FeastSettings(_Strict):
     repo_path: Path
-    config_file: str
     feature_service: str
+    # The folder of the file registry and the SQLite online store (a volume on Databricks).
+    store_dir: Path
 
 
 class DriftSettings(_Strict):
@@ -252,7 +253,12 @@ def _resolve_local_paths(settings: Settings) -> Settings:
             "raw_dir": absolute(settings.storage.raw_dir),
         }
     )
-    feast = settings.feast.model_copy(update={"repo_path": absolute(settings.feast.repo_path)})
+    feast = settings.feast.model_copy(
+        update={
+            "repo_path": absolute(settings.feast.repo_path),
+            "store_dir": absolute(settings.feast.store_dir),
+        }
+    )
     mlflow = settings.mlflow.model_copy(
         update={
             "tracking_uri": _absolute_sqlite_uri(settings.mlflow.tracking_uri, root),

@@ -11,7 +11,7 @@ from featurehouse.config import Settings, deep_merge, load_settings
 from tests.helpers import local_overrides, local_settings, write_conf_dir
 
 # Small enough for CI, big enough for every time split to hold failures.
-E2E_SIMULATION = {"machines": 12, "days": 45, "seed": 11}
+E2E_SIMULATION = {"machines": 30, "days": 90, "seed": 7}
 
 
 @dataclass(frozen=True)

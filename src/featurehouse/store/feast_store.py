@@ -19,25 +19,27 @@ log = logging.getLogger(__name__)
 
 
 def feast_repo_config(settings: Settings) -> RepoConfig:
-    """The local store, with its files under `storage.root/feast` (the layout of feature_store.yaml)."""
-    feast_dir = settings.storage.root / "feast"
+    """The store of an environment: a file registry and a SQLite online store in
+    `feast.store_dir`, and Spark as the offline store (as feature_store.yaml has it locally).
+
+    On Databricks the offline store uses the workspace's session, so it needs no Spark conf.
+    """
+    store_dir = settings.feast.store_dir
+    spark_conf = local_spark_conf(settings) if settings.is_local else None
     return RepoConfig(
         project=settings.project,
         provider="local",
-        registry=str(feast_dir / "registry.db"),
-        online_store={"type": "sqlite", "path": str(feast_dir / "online_store.db")},
-        offline_store={"type": "spark", "spark_conf": local_spark_conf(settings)},
+        registry=str(store_dir / "registry.db"),
+        online_store={"type": "sqlite", "path": str(store_dir / "online_store.db")},
+        offline_store={"type": "spark", "spark_conf": spark_conf},
         entity_key_serialization_version=3,
         repo_path=settings.feast.repo_path,
     )
 
 
 def feature_store(settings: Settings) -> FeatureStore:
-    if settings.is_local:
-        (settings.storage.root / "feast").mkdir(parents=True, exist_ok=True)
-        return FeatureStore(config=feast_repo_config(settings))
-    repo = settings.feast.repo_path
-    return FeatureStore(repo_path=str(repo), fs_yaml_file=repo / settings.feast.config_file)
+    settings.feast.store_dir.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=feast_repo_config(settings))
 
 
 def apply_definitions(store: FeatureStore, settings: Settings) -> list[str]:
