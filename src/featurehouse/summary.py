@@ -45,7 +45,7 @@ def run_pipeline(
     outcome.drift = timed("drift", lambda: cli.run_drift(settings))
     if outcome.drift.drifted and settings.drift.retrain_on_drift:
         outcome.training.append(timed("retrain", lambda: cli.run_train(settings)))
-    machine = outcome.scoring and _first_machine(settings)
+    machine = _first_machine(settings)
     outcome.online_machine = machine
     outcome.online = timed("online", lambda: cli.run_online(settings, [machine]))
     return outcome

@@ -14,7 +14,7 @@ from featurehouse.cli import app
 from featurehouse.datagen.fleet import FleetSpec, simulate_fleet, write_raw_csv
 from featurehouse.errors import InputDataError
 from featurehouse.ingest import RAW_DATASETS, ingest_all, ingest_dataset
-from tests.helpers import AZURE_PDM, write_conf_dir, local_overrides
+from tests.helpers import AZURE_PDM, local_overrides, write_conf_dir
 
 TELEMETRY = next(d for d in RAW_DATASETS if d.table_key == "telemetry")
 

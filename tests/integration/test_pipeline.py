@@ -73,9 +73,7 @@ def test_training_logs_metrics_model_and_feature_references(run):
     for metric in ("precision", "recall", "f1", "roc_auc", "pr_auc"):
         assert 0.0 <= logged.metrics[f"test_{metric}"] <= 1.0
     assert logged.params["feature_service"] == settings.feast.feature_service
-    features = json.loads(
-        mlflow.artifacts.load_text(f"runs:/{result.run_id}/features.json")
-    )
+    features = json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/features.json"))
     declared = {f"{t.view_name}:{f.name}" for t in FEATURE_TABLES for f in t.features}
     assert set(features["feature_references"]) == declared
     model_version = client.get_model_version(settings.mlflow.model_name, result.model.version)

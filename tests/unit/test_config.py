@@ -56,7 +56,9 @@ def test_unknown_key_names_the_file_and_the_key(conf_dir):
     edit(conf_dir / "local.yml", training={"label_horizon_hourz": 12})
     with pytest.raises(ConfigError) as error:
         load_settings("local", conf_dir=conf_dir)
-    assert f"{conf_dir / 'local.yml'}: unknown key 'training.label_horizon_hourz'" in str(error.value)
+    assert f"{conf_dir / 'local.yml'}: unknown key 'training.label_horizon_hourz'" in str(
+        error.value
+    )
 
 
 def test_bad_value_names_the_file_that_set_it(conf_dir):

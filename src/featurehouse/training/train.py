@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -239,7 +238,3 @@ def _score_champion(
 def load_reference(run_id: str) -> pd.DataFrame:
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_ARTIFACT)
     return pd.read_parquet(path)
-
-
-def describe_features() -> str:
-    return json.dumps(model_features())

@@ -1,0 +1,400 @@
+"""A leak-free point-in-time (as-of) join of feature tables onto entity rows, in plain Spark.
+
+For each entity row and each `FeatureLookup`, the engine picks the newest feature row of
+the same key(s) whose event timestamp is at or before the entity timestamp (and, with a
+lookback window, not older than `entity_ts - lookback`). Every feature of one lookup comes
+from that one row. No row, and the features are null (or their default).
+
+How (one shuffle per group of lookups that share keys and entity timestamp):
+
+1. Entity rows and feature rows are unioned into one frame of
+   `(keys, ts, is_entity, created_i, feature_struct_i, entity_payload)`. An entity row carries
+   its whole row as a one-element array of structs; a feature row carries its features as
+   one struct (non-null even when every feature value is null).
+2. A window per key, ordered by (ts, feature rows before entity rows, created ts, feature
+   values), carries the last feature struct forward with `last(..., ignorenulls=True)` over
+   a running frame. Spark evaluates such a frame in one streaming pass over the sorted rows
+   of a key: no range join over all earlier rows, no `collect_list`, nothing that depends on
+   the data size.
+3. `inline` of the payload turns the entity rows back into exactly the entity rows (feature
+   rows carry no payload, so they produce nothing); the lookback is checked against the
+   matched row's timestamp, which travels inside its struct.
+
+Carrying the entity row through the union, instead of tagging it with an id and joining the
+matches back, saves a second shuffle and needs no id at all: there is nothing
+nondeterministic in the plan. The payload is an array of non-null structs so that `inline`
+gives back the entity columns with their exact types and nullability.
+
+Tie-breaking among feature rows of one key with the same event timestamp: the larger created
+timestamp wins (a null created timestamp counts as older than any other); if those are
+equal too, the row whose feature values are larger wins, comparing the features in the
+order of `feature_names`, a null value counting as smaller than any other. Features of a
+type Spark cannot order (maps) take no part in that comparison, so only rows that differ
+in nothing but a map-typed feature are left in an unspecified order. The result does not
+depend on how the inputs are partitioned or ordered.
+
+Rows with a null key or a null timestamp on either side never match; such entity rows are
+kept with null (or default) features. Pure DataFrame to DataFrame: no action runs, no
+session setting changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pyspark.sql.functions as F
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql.types import (
+    ArrayType,
+    DataType,
+    DateType,
+    IntegralType,
+    LongType,
+    MapType,
+    StructType,
+    TimestampNTZType,
+    TimestampType,
+)
+
+# Every column the engine adds lives under this prefix; entity frames may not use it.
+_PREFIX = "__pit_"
+_TS = f"{_PREFIX}ts"
+_IS_ENTITY = f"{_PREFIX}is_entity"
+_PAYLOAD = f"{_PREFIX}entity"
+_MATCH_TS_FIELD = "ts"
+
+
+@dataclass(frozen=True)
+class FeatureLookup:
+    """Features to fetch from one feature table, as of each entity row's timestamp.
+
+    `table` is a feature DataFrame (or the name of a catalog table, read with
+    `spark.read.table`). `lookup_key` names the key column(s), the same name in the entity
+    frame and in the feature table. `lookback_window` is Feast's TTL: a row matches only if
+    `entity_ts - feature_ts <= lookback_window` (None: no limit). `default_values` fill a
+    feature only where no row matched; a null value in the matched row stays null.
+    """
+
+    table: str | DataFrame
+    feature_names: Sequence[str]
+    lookup_key: str | Sequence[str]
+    timestamp_lookup_key: str
+    feature_timestamp_key: str = "event_timestamp"
+    created_timestamp_key: str | None = None
+    lookback_window: timedelta | None = None
+    rename_outputs: Mapping[str, str] = field(default_factory=dict)
+    default_values: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        if isinstance(self.lookup_key, str):
+            return (self.lookup_key,)
+        return tuple(self.lookup_key)
+
+    def output_name(self, feature: str) -> str:
+        return self.rename_outputs.get(feature, feature)
+
+
+def point_in_time_join(entity_df: DataFrame, lookups: Sequence[FeatureLookup]) -> DataFrame:
+    """The entity rows, unchanged and all of them, with the features of each lookup as of
+    the row's timestamp appended in lookup order. See the module docstring for the rules."""
+    entity_columns = list(entity_df.columns)
+    _check_entity_frame(entity_columns)
+    resolved = [_resolve(entity_df, lookup, index) for index, lookup in enumerate(lookups)]
+    _check_output_names(entity_columns, resolved)
+
+    # Lookups that share keys, key types and the entity timestamp share one window (one
+    # shuffle): each carries its own struct and created-timestamp column through it.
+    groups: dict[tuple, list[_Resolved]] = {}
+    for item in resolved:
+        groups.setdefault(item.group_key, []).append(item)
+
+    result = entity_df
+    for members in groups.values():
+        result = _join_group(result, members)
+    outputs = [name for item in resolved for name in item.output_names]
+    return result.select(*[_col(c) for c in entity_columns + outputs])
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """A lookup checked against the frames, with everything the plan needs."""
+
+    lookup: FeatureLookup
+    index: int
+    features: DataFrame
+    keys: tuple[str, ...]
+    key_types: tuple[DataType, ...]
+    ts_type: DataType
+    feature_types: tuple[DataType, ...]
+    created_type: DataType | None
+
+    @property
+    def group_key(self) -> tuple:
+        return (
+            self.keys,
+            tuple(t.simpleString() for t in self.key_types),
+            self.lookup.timestamp_lookup_key,
+            self.ts_type.simpleString(),
+        )
+
+    @property
+    def output_names(self) -> list[str]:
+        return [self.lookup.output_name(f) for f in self.lookup.feature_names]
+
+    @property
+    def struct_col(self) -> str:
+        return f"{_PREFIX}features_{self.index}"
+
+    @property
+    def created_col(self) -> str:
+        return f"{_PREFIX}created_{self.index}"
+
+    @property
+    def match_col(self) -> str:
+        return f"{_PREFIX}match_{self.index}"
+
+
+def _check_entity_frame(columns: list[str]) -> None:
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"entity frame has duplicate column names: {columns}")
+    internal = [c for c in columns if c.startswith(_PREFIX)]
+    if internal:
+        raise ValueError(f"entity frame columns may not start with {_PREFIX!r}: {internal}")
+
+
+def _resolve(entity_df: DataFrame, lookup: FeatureLookup, index: int) -> _Resolved:
+    features = lookup.table
+    if isinstance(features, str):
+        features = entity_df.sparkSession.read.table(features)
+    where = f"lookup {index}"
+    if not lookup.feature_names:
+        raise ValueError(f"{where}: no feature names")
+    if len(set(lookup.feature_names)) != len(lookup.feature_names):
+        raise ValueError(f"{where}: duplicate feature names {list(lookup.feature_names)}")
+    keys = lookup.keys
+    if not keys:
+        raise ValueError(f"{where}: no lookup key")
+    unknown_defaults = set(lookup.default_values) - set(lookup.feature_names)
+    if unknown_defaults:
+        raise ValueError(f"{where}: default values for unknown features {sorted(unknown_defaults)}")
+    unknown_renames = set(lookup.rename_outputs) - set(lookup.feature_names)
+    if unknown_renames:
+        raise ValueError(f"{where}: renames of unknown features {sorted(unknown_renames)}")
+    if lookup.lookback_window is not None and lookup.lookback_window < timedelta(0):
+        raise ValueError(f"{where}: negative lookback window {lookup.lookback_window}")
+
+    entity_schema = entity_df.schema
+    feature_schema = features.schema
+    _require(entity_schema, [*keys, lookup.timestamp_lookup_key], f"{where}: entity frame")
+    wanted = [*keys, lookup.feature_timestamp_key, *lookup.feature_names]
+    if lookup.created_timestamp_key:
+        wanted.append(lookup.created_timestamp_key)
+    _require(feature_schema, wanted, f"{where}: feature table")
+
+    key_types = tuple(
+        _common_key_type(entity_schema[k].dataType, feature_schema[k].dataType, f"{where}: key {k}")
+        for k in keys
+    )
+    for name, schema in (
+        (lookup.timestamp_lookup_key, entity_schema),
+        (lookup.feature_timestamp_key, feature_schema),
+    ):
+        if not isinstance(schema[name].dataType, TimestampType | TimestampNTZType | DateType):
+            raise TypeError(
+                f"{where}: {name} is {schema[name].dataType.simpleString()}, not a timestamp"
+            )
+    ts_type = _common_ts_type(
+        entity_schema[lookup.timestamp_lookup_key].dataType,
+        feature_schema[lookup.feature_timestamp_key].dataType,
+    )
+    created_type = (
+        feature_schema[lookup.created_timestamp_key].dataType
+        if lookup.created_timestamp_key
+        else None
+    )
+    return _Resolved(
+        lookup=lookup,
+        index=index,
+        features=features,
+        keys=keys,
+        key_types=key_types,
+        ts_type=ts_type,
+        feature_types=tuple(feature_schema[f].dataType for f in lookup.feature_names),
+        created_type=created_type,
+    )
+
+
+def _require(schema: StructType, names: Sequence[str], where: str) -> None:
+    missing = [n for n in names if n not in schema.fieldNames()]
+    if missing:
+        raise ValueError(f"{where} has no column(s) {missing}; it has {schema.fieldNames()}")
+
+
+def _common_key_type(entity: DataType, feature: DataType, where: str) -> DataType:
+    if entity == feature:
+        return entity
+    if isinstance(entity, IntegralType) and isinstance(feature, IntegralType):
+        return LongType()
+    raise TypeError(
+        f"{where}: entity frame has {entity.simpleString()}, feature table {feature.simpleString()}"
+    )
+
+
+def _common_ts_type(entity: DataType, feature: DataType) -> DataType:
+    """Both sides compare in one type: as they are if equal, else as session-time-zone timestamps."""
+    return entity if entity == feature else TimestampType()
+
+
+def _check_output_names(entity_columns: list[str], resolved: list[_Resolved]) -> None:
+    seen = set(entity_columns)
+    for item in resolved:
+        for name in item.output_names:
+            if name in seen:
+                raise ValueError(
+                    f"lookup {item.index}: output column {name!r} already exists; "
+                    "use rename_outputs"
+                )
+            if name.startswith(_PREFIX):
+                raise ValueError(
+                    f"lookup {item.index}: output names may not start with {_PREFIX!r}"
+                )
+            seen.add(name)
+
+
+def _join_group(entity_df: DataFrame, members: list[_Resolved]) -> DataFrame:
+    first = members[0]
+    keys, key_types = first.keys, first.key_types
+    entity_ts = first.lookup.timestamp_lookup_key
+    ts_type = first.ts_type
+
+    struct_types = {m.index: _struct_type(m, ts_type) for m in members}
+    payload = F.array(F.struct(*[_col(c) for c in entity_df.columns]))
+    payload_type = entity_df.select(payload.alias("p")).schema["p"].dataType
+    assert isinstance(payload_type, ArrayType) and not payload_type.containsNull
+
+    def side(
+        frame: DataFrame,
+        ts_column: str,
+        is_entity: bool,
+        owner: _Resolved | None,
+    ) -> DataFrame:
+        columns = [_col(k).cast(t).alias(k) for k, t in zip(keys, key_types, strict=True)]
+        columns.append(_col(ts_column).cast(ts_type).alias(_TS))
+        columns.append(F.lit(is_entity).alias(_IS_ENTITY))
+        for m in members:
+            mine = owner is not None and m.index == owner.index
+            if m.created_type is not None:
+                created = (
+                    _col(m.lookup.created_timestamp_key)
+                    if mine
+                    else F.lit(None).cast(m.created_type)
+                )
+                columns.append(created.alias(m.created_col))
+            if mine:
+                values = [_col(f).alias(f"v{i}") for i, f in enumerate(m.lookup.feature_names)]
+                if m.lookup.lookback_window is not None:
+                    values.insert(0, _col(ts_column).cast(ts_type).alias(_MATCH_TS_FIELD))
+                struct = F.struct(*values)
+            else:
+                struct = F.lit(None).cast(struct_types[m.index])
+            columns.append(struct.alias(m.struct_col))
+        columns.append((payload if is_entity else F.lit(None).cast(payload_type)).alias(_PAYLOAD))
+        return frame.select(*columns)
+
+    parts = [side(entity_df, entity_ts, True, None)]
+    for m in members:
+        lookup = m.lookup
+        present = [_col(k).isNotNull() for k in keys] + [
+            _col(lookup.feature_timestamp_key).isNotNull()
+        ]
+        rows = m.features.where(_all(present))
+        parts.append(side(rows, lookup.feature_timestamp_key, False, m))
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+
+    order = [F.col(_TS).asc_nulls_first(), F.col(_IS_ENTITY).asc()]
+    for m in members:
+        if m.created_type is not None:
+            order.append(F.col(m.created_col).asc_nulls_first())
+        # Ordering by the struct compares its fields in order, a null field first. Sorting
+        # on the column itself, not on projected fields, ships no value through the shuffle twice.
+        if _orderable(struct_types[m.index]):
+            order.append(F.col(m.struct_col).asc_nulls_first())
+        else:
+            order += [
+                F.col(m.struct_col).getField(f"v{i}").asc_nulls_first()
+                for i, dtype in enumerate(m.feature_types)
+                if _orderable(dtype)
+            ]
+    window = (
+        Window.partitionBy(*[_col(k) for k in keys])
+        .orderBy(*order)
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    matched = union.select(
+        F.col(_TS),
+        F.col(_PAYLOAD),
+        *[F.last(m.struct_col, ignorenulls=True).over(window).alias(m.match_col) for m in members],
+    )
+
+    outputs = []
+    for m in members:
+        match = F.col(m.match_col)
+        # A null entity timestamp sorts before every feature row, so it finds no match anyway.
+        condition = F.col(_TS).isNotNull() & match.isNotNull()
+        lookback = m.lookup.lookback_window
+        if lookback is not None:
+            age = F.unix_micros(F.col(_TS).cast(TimestampType())) - F.unix_micros(
+                match.getField(_MATCH_TS_FIELD).cast(TimestampType())
+            )
+            condition = condition & (age <= F.lit(_micros(lookback)))
+        for i, (feature, dtype) in enumerate(
+            zip(m.lookup.feature_names, m.feature_types, strict=True)
+        ):
+            value = F.when(condition, match.getField(f"v{i}"))
+            if feature in m.lookup.default_values:
+                value = value.otherwise(F.lit(m.lookup.default_values[feature]).cast(dtype))
+            outputs.append(value.alias(m.lookup.output_name(feature)))
+    # Feature rows carry a null payload, so inline yields exactly the entity rows.
+    return matched.select(F.inline(F.col(_PAYLOAD)), *outputs)
+
+
+def _struct_type(member: _Resolved, ts_type: DataType) -> StructType:
+    fields = [(f"v{i}", t) for i, t in enumerate(member.feature_types)]
+    if member.lookup.lookback_window is not None:
+        fields.insert(0, (_MATCH_TS_FIELD, ts_type))
+    schema = StructType()
+    for name, dtype in fields:
+        schema = schema.add(name, dtype, nullable=True)
+    return schema
+
+
+def _orderable(dtype: DataType) -> bool:
+    if isinstance(dtype, MapType):
+        return False
+    if isinstance(dtype, ArrayType):
+        return _orderable(dtype.elementType)
+    if isinstance(dtype, StructType):
+        return all(_orderable(f.dataType) for f in dtype.fields)
+    return dtype.typeName() not in ("variant",)
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _all(conditions: list[Column]) -> Column:
+    result = conditions[0]
+    for condition in conditions[1:]:
+        result = result & condition
+    return result
+
+
+def _col(name: str) -> Column:
+    """A top-level column by its exact name, even one holding dots or backticks."""
+    return F.col("`" + name.replace("`", "``") + "`")
