@@ -111,10 +111,14 @@ def test_malformed_line_is_quarantined(lake, raw_dir):
         (lambda d: (d / "PdM_telemetry.csv").unlink(), "no telemetry files (PdM_telemetry*.csv*)"),
         (
             lambda d: (d / "PdM_telemetry.csv").write_bytes(gzip.compress(b"x")[:5]),
-            "PdM_telemetry.csv: wrong header",
+            "PdM_telemetry.csv: cannot be read as CSV text",
+        ),
+        (
+            lambda d: (d / "PdM_telemetry.csv").write_text('{"volt": 170.0}\n'),
+            'PdM_telemetry.csv: wrong header: expected datetime,machineID,volt,rotate,pressure,vibration, found {"volt": 170.0}',
         ),
     ],
-    ids=["empty", "wrong-header", "missing", "binary"],
+    ids=["empty", "wrong-header", "missing", "binary", "json"],
 )
 def test_bad_input_files_fail_before_anything_is_written(lake, raw_dir, prepare, message):
     prepare(raw_dir)

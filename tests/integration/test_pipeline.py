@@ -10,6 +10,7 @@ import pandas as pd
 import pyspark.sql.functions as F
 import pytest
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
 from featurehouse import cli
 from featurehouse.features import FEATURE_TABLES
@@ -172,3 +173,15 @@ def test_rerunning_the_jobs_changes_no_table_and_keeps_the_champion(lake, run):
     # Same data, same seed: the retrained model scores the same, so it does not take over.
     assert retrained.promoted is False
     assert retrained.champion_version == run.outcome.training[0].champion_version
+
+
+def test_cli_prints_a_machines_online_features(run, monkeypatch):
+    monkeypatch.setenv("FEATUREHOUSE_CONF_DIR", str(run.conf_dir))
+
+    result = CliRunner().invoke(cli.app, ["online", "--machine-id", "3"])
+
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(": ", 1) for line in result.output.strip().splitlines())
+    assert lines["machine_id"] == "[3]"
+    assert set(lines) >= {f.name for t in FEATURE_TABLES for f in t.features}
+    assert lines["volt_mean_24h"] != "[None]"
