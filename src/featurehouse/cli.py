@@ -109,6 +109,15 @@ def run_train(settings: Settings):
     return train(_lake(settings), settings)
 
 
+def run_rebuild_training_set(settings: Settings, run_id: str):
+    from featurehouse.training.dataset import rebuild_training_set
+    from featurehouse.training.registry import configure_mlflow
+
+    lake = _lake(settings)
+    configure_mlflow(settings)
+    return rebuild_training_set(lake, run_id)
+
+
 def run_score(settings: Settings):
     from featurehouse.scoring import score_fleet
 
@@ -218,6 +227,29 @@ def online(
     values = run_online(load_settings(env), machine_id)
     for name, column in values.items():
         typer.echo(f"{name}: {column}")
+
+
+training_set_app = typer.Typer(no_args_is_help=True, help="Training sets of MLflow runs.")
+app.add_typer(training_set_app, name="training-set")
+
+
+@training_set_app.command("rebuild")
+@_friendly_errors
+def rebuild_training_set(
+    run_id: Annotated[str, typer.Option("--run-id", help="The MLflow run that trained on it.")],
+    env: EnvOption = "local",
+    output: Annotated[
+        Path | None, typer.Option(help="Write the rebuilt set as Parquet here.")
+    ] = None,
+) -> None:
+    """Rebuild a run's training set exactly, through Delta time travel."""
+    frame = run_rebuild_training_set(load_settings(env), run_id)
+    if output is not None:
+        frame.write.mode("overwrite").parquet(str(output))
+    typer.echo(
+        f"rebuilt the training set of run {run_id}: {frame.count()} rows"
+        + (f", written to {output}" if output else "")
+    )
 
 
 @app.command()

@@ -14,7 +14,8 @@ from featurehouse.config import Settings
 from featurehouse.errors import FeaturehouseError
 from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP
 from featurehouse.io import Lakehouse
-from featurehouse.store.feast_store import feature_store, historical_features
+from featurehouse.store.feast_store import feature_store
+from featurehouse.store.training_set import service_features
 from featurehouse.training.registry import CHAMPION, configure_mlflow, version_with_alias
 from featurehouse.training.train import PREDICTION, model_features
 
@@ -71,7 +72,9 @@ def score_fleet(lake: Lakehouse, settings: Settings) -> ScoringResult:
     )
     numeric, categorical = model_features()
     entities = latest_entity_rows(lake.read("telemetry"))
-    features = historical_features(feature_store(settings), settings, entities)
+    features = service_features(
+        lake, feature_store(settings), settings.feast.feature_service, entities
+    )
     scored = with_predictions(features, champion.uri, categorical + numeric, threshold)
     predictions = scored.select(
         ENTITY_KEY,

@@ -185,3 +185,20 @@ def test_cli_prints_a_machines_online_features(run, monkeypatch):
     assert lines["machine_id"] == "[3]"
     assert set(lines) >= {f.name for t in FEATURE_TABLES for f in t.features}
     assert lines["volt_mean_24h"] != "[None]"
+
+
+def test_cli_rebuilds_a_runs_training_set(run, monkeypatch, tmp_path):
+    monkeypatch.setenv("FEATUREHOUSE_CONF_DIR", str(run.conf_dir))
+    run_id = run.outcome.training[0].run_id
+    configure_mlflow(run.settings)
+    spec = mlflow.artifacts.load_dict(f"runs:/{run_id}/training_set.json")
+
+    result = CliRunner().invoke(
+        cli.app, ["training-set", "rebuild", "--run-id", run_id, "--output", str(tmp_path / "set")]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"{spec['entity_rows']} rows" in result.output
+    rebuilt = pd.read_parquet(tmp_path / "set")
+    assert len(rebuilt) == spec["entity_rows"]
+    assert {f for lookup in spec["lookups"] for f in lookup["features"]} <= set(rebuilt.columns)

@@ -67,12 +67,11 @@ class Lakehouse:
     def version(self, key: str) -> int:
         return int(self.delta_table(key).history(1).collect()[0]["version"])
 
-    def overwrite(self, df: DataFrame, key: str, partition_by: Sequence[str] = ()) -> None:
+    def overwrite(self, df: DataFrame, key: str) -> None:
         """Replace the table's contents (and schema) in one Delta commit."""
-        writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        self._save(writer, key)
+        self._save(
+            df.write.format("delta").mode("overwrite").option("overwriteSchema", "true"), key
+        )
 
     def merge(
         self, df: DataFrame, key: str, keys: Sequence[str], *, update: bool = False

@@ -20,7 +20,8 @@ from featurehouse.monitoring.drift import (
     dataset_drifted,
 )
 from featurehouse.spark import running_on_databricks
-from featurehouse.store.feast_store import feature_store, historical_features
+from featurehouse.store.feast_store import feature_store
+from featurehouse.store.training_set import service_features
 from featurehouse.training.labels import entity_rows
 from featurehouse.training.model import failure_probability
 from featurehouse.training.registry import CHAMPION, configure_mlflow, version_with_alias
@@ -100,7 +101,7 @@ def detect_drift(lake: Lakehouse, settings: Settings) -> DriftReport:
     )
     numeric, categorical = model_features()
     current = (
-        historical_features(feature_store(settings), settings, entities)
+        service_features(lake, feature_store(settings), settings.feast.feature_service, entities)
         .select(*categorical, *numeric)
         .limit(settings.drift.sample_rows)
         .toPandas()

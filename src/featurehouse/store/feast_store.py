@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from feast import FeatureStore, RepoConfig
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from featurehouse.config import Settings
 from featurehouse.spark import local_spark_conf
@@ -70,14 +70,6 @@ def _feast_spark_settings(spark: SparkSession) -> Iterator[None]:
         yield
     finally:
         spark.conf.set(_QUOTED_REGEX, before)
-
-
-def historical_features(store: FeatureStore, settings: Settings, entities: DataFrame) -> DataFrame:
-    """Point-in-time-correct features for each entity row (machine_id, event_timestamp, ...)."""
-    service = store.get_feature_service(settings.feast.feature_service)
-    with _feast_spark_settings(entities.sparkSession):
-        job = store.get_historical_features(entity_df=entities, features=service)
-        return job.to_spark_df()
 
 
 def materialize(store: FeatureStore, spark: SparkSession, start: datetime, end: datetime) -> None:

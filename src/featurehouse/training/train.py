@@ -10,15 +10,15 @@ from tempfile import TemporaryDirectory
 
 import mlflow
 import pandas as pd
-import pyspark.sql.functions as F
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from featurehouse.config import Settings
 from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES
 from featurehouse.io import Lakehouse
-from featurehouse.store.feast_store import feature_references, feature_store, historical_features
-from featurehouse.training.labels import LABEL, entity_rows, with_failure_label
+from featurehouse.store.feast_store import feature_references, feature_store
+from featurehouse.training.dataset import SPEC_ARTIFACT, build_training_dataset
+from featurehouse.training.labels import LABEL
 from featurehouse.training.model import (
     best_f1_threshold,
     build_model,
@@ -67,24 +67,14 @@ class TrainingResult:
     champion_version: str
 
 
-def build_training_frame(lake: Lakehouse, settings: Settings) -> pd.DataFrame:
-    """Labelled entity rows joined point-in-time with the feature service, as pandas."""
-    telemetry = lake.read("telemetry")
-    observed_until = telemetry.agg(F.max("timestamp")).collect()[0][0]
-    entities = with_failure_label(
-        entity_rows(telemetry, stride_hours=settings.training.entity_stride_hours),
-        lake.read("failures"),
-        horizon_hours=settings.training.label_horizon_hours,
-        observed_until=observed_until,
-    )
-    store = feature_store(settings)
-    frame = historical_features(store, settings, entities).toPandas()
-    return frame.sort_values([EVENT_TIMESTAMP, ENTITY_KEY], kind="stable").reset_index(drop=True)
-
-
 def train(lake: Lakehouse, settings: Settings) -> TrainingResult:
     cfg = settings.training
-    frame = build_training_frame(lake, settings)
+    training_set, spec = build_training_dataset(lake, settings)
+    frame = (
+        training_set.toPandas()
+        .sort_values([EVENT_TIMESTAMP, ENTITY_KEY], kind="stable")
+        .reset_index(drop=True)
+    )
     numeric, categorical = model_features()
     feature_columns = categorical + numeric
     split = split_by_time(
@@ -120,6 +110,7 @@ def train(lake: Lakehouse, settings: Settings) -> TrainingResult:
             threshold,
         )
         _log_run(settings, lake, frame, split, threshold, test_metrics, val_metrics)
+        mlflow.log_dict(spec.to_dict(), SPEC_ARTIFACT)
         held_out = pd.concat([split.validation, split.test])
         _log_reference(
             model, held_out, feature_columns, cfg.reference_sample_rows, cfg.model.random_state
