@@ -8,7 +8,9 @@ functions and print a short result.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -34,6 +36,14 @@ def _setup_logging() -> None:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("featurehouse").setLevel(logging.INFO)
+    # Quiet the libraries' chatter so that the jobs' own one-line results stand out.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import feast  # noqa: F401 - installs warning filters at import; ours must come after
+
+    warnings.filterwarnings("ignore", message=".*experimental feature in alpha development.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", module="sqlalchemy")
 
 
 def _friendly_errors(command: Callable) -> Callable:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from featurehouse.config import Settings
+from featurehouse.features import FEATURE_TABLES
 
 
 @dataclass
@@ -72,8 +73,12 @@ def pipeline_summary(settings: Settings, outcome: PipelineOutcome) -> str:
     latest = outcome.training[-1]
     lines = ["", "=== featurehouse demo summary ===", "Rows per table:"]
     lines += [f"  {name:45s} {rows:>10,d}" for name, rows in table_row_counts(settings).items()]
-    lines.append(f"Model {latest.model.name} version {latest.model.version}, test metrics:")
-    lines += [f"  {k:14s} {v:.3f}" for k, v in latest.test_metrics.items()]
+    metrics = dict(latest.test_metrics)
+    test_rows = int(metrics.pop("rows"))
+    lines.append(
+        f"Model {latest.model.name} version {latest.model.version}, on {test_rows:,d} test rows:"
+    )
+    lines += [f"  {k:14s} {v:.3f}" for k, v in metrics.items()]
     lines.append(f"Champion: version {latest.champion_version}")
     drift = outcome.drift
     verdict = "DRIFT" if drift.drifted else "no drift"
@@ -84,8 +89,10 @@ def pipeline_summary(settings: Settings, outcome: PipelineOutcome) -> str:
     if len(outcome.training) > 1:
         lines.append(f"Retrained after drift: version {latest.model.version}")
     online = outcome.online or {}
-    shown = {k: v[0] for k, v in list(online.items())[:8]}
-    lines.append(f"Online features of machine {outcome.online_machine}: {shown} ...")
+    lines.append(f"Online features of machine {outcome.online_machine} (first of each view):")
+    for table in FEATURE_TABLES:
+        name = table.feature_names[0]
+        lines.append(f"  {table.view_name + ':' + name:45s} {online.get(name, [None])[0]}")
     lines.append(f"Step times (s): {', '.join(f'{k} {v:.0f}' for k, v in outcome.seconds.items())}")
     if settings.is_local:
         lines.append(
