@@ -18,7 +18,7 @@ from feast import FeatureStore
 from pyspark.sql import DataFrame
 
 from featurehouse.errors import FeaturehouseError
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES, FeatureTable
+from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES
 from featurehouse.io import Lakehouse
 from featurehouse.store.pit import FeatureLookup, point_in_time_join
 
@@ -71,19 +71,6 @@ def build_training_set(
         raise FeaturehouseError(f"label column {label!r} is not in the entity frame")
     joined = point_in_time_join(entity_df, lookups)
     return joined.drop(*exclude_columns)
-
-
-def lookup_for_table(
-    features: DataFrame, table: FeatureTable, ttl: timedelta | None
-) -> FeatureLookup:
-    return FeatureLookup(
-        table=features,
-        feature_names=table.feature_names,
-        lookup_key=ENTITY_KEY,
-        timestamp_lookup_key=EVENT_TIMESTAMP,
-        feature_timestamp_key=EVENT_TIMESTAMP,
-        lookback_window=ttl,
-    )
 
 
 def service_lookup_specs(
