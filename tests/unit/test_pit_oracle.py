@@ -481,3 +481,55 @@ def test_invalid_lookups_are_rejected_before_any_work(spark, lookup_args, messag
                 )
             ],
         )
+
+
+def test_map_typed_feature_rides_along_and_ties_break_on_the_orderable_features(spark):
+    features = spark.createDataFrame(
+        [
+            (1, at(10), 1.0, {"a": 1}),
+            (1, at(10), 2.0, {"b": 2}),
+            (1, at(5), 3.0, {"c": 3}),
+        ],
+        "machine_id long, event_timestamp timestamp, temp double, tags map<string,int>",
+    )
+    entities = spark.createDataFrame([(1, at(10), "x"), (1, at(7), "y")], ENTITIES)
+    result = point_in_time_join(
+        entities, [FeatureLookup(features, ["temp", "tags"], "machine_id", "ts")]
+    )
+
+    rows = {r["label"]: (r["temp"], r["tags"]) for r in result.collect()}
+    assert rows == {"x": (2.0, {"b": 2}), "y": (3.0, {"c": 3})}
+
+
+def test_date_entity_timestamps_see_features_up_to_midnight_utc(spark):
+    entities = spark.createDataFrame(
+        [(1, datetime(2024, 1, 2).date())], "machine_id long, day date"
+    )
+    features = spark.createDataFrame(
+        [
+            (1, at(0), None, 1.0, "a"),
+            (1, at(86_400), None, 2.0, "b"),
+            (1, at(86_401), None, 3.0, "c"),
+        ],
+        FEATURES,
+    )
+    result = point_in_time_join(entities, [FeatureLookup(features, ["temp"], "machine_id", "day")])
+
+    expected = spark.createDataFrame(
+        [(1, datetime(2024, 1, 2).date(), 2.0)], "machine_id long, day date, temp double"
+    )
+    assert_df_equality(result, expected)
+
+
+def test_join_works_while_feast_left_quoted_regex_column_names_on(spark):
+    """Feast's Spark store turns this on in the shared session and leaves it on."""
+    key = "spark.sql.parser.quotedRegexColumnNames"
+    before = spark.conf.get(key, "false")
+    spark.conf.set(key, "true")
+    try:
+        result = join_one(spark, [(1, at(20), "x")], [(1, at(10), None, 1.0, "a")])
+        rows = result.withColumn("ts", F.unix_seconds("ts")).collect()
+    finally:
+        spark.conf.set(key, before)
+
+    assert [tuple(r) for r in rows] == [(1, int(at(20).timestamp()), "x", 1.0, "a")]

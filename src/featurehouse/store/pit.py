@@ -5,20 +5,23 @@ the same key(s) whose event timestamp is at or before the entity timestamp (and,
 lookback window, not older than `entity_ts - lookback`). Every feature of one lookup comes
 from that one row. No row, and the features are null (or their default).
 
-How (one shuffle per group of lookups that share keys and entity timestamp):
+How (one shuffle and one window per group of lookups that share keys, key types and
+entity timestamp column; lookups with other keys chain, each on the previous one's output):
 
-1. Entity rows and feature rows are unioned into one frame of
-   `(keys, ts, is_entity, created_i, feature_struct_i, entity_payload)`. An entity row carries
-   its whole row as a one-element array of structs; a feature row carries its features as
-   one struct (non-null even when every feature value is null).
-2. A window per key, ordered by (ts, feature rows before entity rows, created ts, feature
-   values), carries the last feature struct forward with `last(..., ignorenulls=True)` over
-   a running frame. Spark evaluates such a frame in one streaming pass over the sorted rows
-   of a key: no range join over all earlier rows, no `collect_list`, nothing that depends on
-   the data size.
-3. `inline` of the payload turns the entity rows back into exactly the entity rows (feature
-   rows carry no payload, so they produce nothing); the lookback is checked against the
-   matched row's timestamp, which travels inside its struct.
+1. Entity rows and feature rows are unioned into one flat frame of
+   `(keys, ts, side, created_i, features_i, entity_payload)` and shuffled by key. An entity
+   row carries its whole row as a one-element array of structs; `side` says whose row it is.
+2. After the shuffle, each lookup's own rows pack their (ts, created, features) into one
+   struct, non-null even when every value in it is null; on all other rows it is null.
+3. A window per key, ordered by (ts, then each lookup's struct with nulls last), carries the
+   last non-null struct forward with `last(..., ignorenulls=True)` over a running frame
+   (unbounded preceding to current row). Nulls last puts feature rows before entity rows of
+   the same timestamp: a feature row at exactly the entity timestamp is visible, a later one
+   never is. Spark evaluates a running frame in one pass over the sorted rows of a key: no
+   range join over all earlier rows, no `collect_list`, no plan that depends on data size.
+4. `inline` of the payload turns the window's output back into exactly the entity rows
+   (feature rows carry no payload, so they produce nothing); then the lookback is checked
+   against the matched row's timestamp, which travels inside its struct.
 
 Carrying the entity row through the union, instead of tagging it with an id and joining the
 matches back, saves a second shuffle and needs no id at all: there is nothing
@@ -62,9 +65,10 @@ from pyspark.sql.types import (
 # Every column the engine adds lives under this prefix; entity frames may not use it.
 _PREFIX = "__pit_"
 _TS = f"{_PREFIX}ts"
-_IS_ENTITY = f"{_PREFIX}is_entity"
+_SIDE = f"{_PREFIX}side"
 _PAYLOAD = f"{_PREFIX}entity"
 _MATCH_TS_FIELD = "ts"
+_CREATED_FIELD = "created"
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,9 @@ class _Resolved:
     @property
     def match_col(self) -> str:
         return f"{_PREFIX}match_{self.index}"
+
+    def value_col(self, position: int) -> str:
+        return f"{_PREFIX}value_{self.index}_{position}"
 
 
 def _check_entity_frame(columns: list[str]) -> None:
@@ -266,77 +273,80 @@ def _check_output_names(entity_columns: list[str], resolved: list[_Resolved]) ->
 
 
 def _join_group(entity_df: DataFrame, members: list[_Resolved]) -> DataFrame:
+    """One shuffle and one window for lookups that share keys and entity timestamp."""
     first = members[0]
     keys, key_types = first.keys, first.key_types
-    entity_ts = first.lookup.timestamp_lookup_key
     ts_type = first.ts_type
 
-    struct_types = {m.index: _struct_type(m, ts_type) for m in members}
+    # The entity row travels whole: an array of one non-null struct, so that `inline` at the
+    # end gives back every entity column with its exact type and nullability.
     payload = F.array(F.struct(*[_col(c) for c in entity_df.columns]))
     payload_type = entity_df.select(payload.alias("p")).schema["p"].dataType
     assert isinstance(payload_type, ArrayType) and not payload_type.containsNull
 
-    def side(
-        frame: DataFrame,
-        ts_column: str,
-        is_entity: bool,
-        owner: _Resolved | None,
-    ) -> DataFrame:
+    def side(frame: DataFrame, ts_column: str, owner: int) -> DataFrame:
+        """Flat columns, the same on every side: keys, ts, which side (-1: the entity rows,
+        j: lookup j of the group), created timestamp and features of each lookup, payload."""
         columns = [_col(k).cast(t).alias(k) for k, t in zip(keys, key_types, strict=True)]
         columns.append(_col(ts_column).cast(ts_type).alias(_TS))
-        columns.append(F.lit(is_entity).alias(_IS_ENTITY))
-        for m in members:
-            mine = owner is not None and m.index == owner.index
+        columns.append(F.lit(owner).alias(_SIDE))
+        for j, m in enumerate(members):
+            mine = j == owner
             if m.created_type is not None:
-                created = (
-                    _col(m.lookup.created_timestamp_key)
-                    if mine
-                    else F.lit(None).cast(m.created_type)
-                )
-                columns.append(created.alias(m.created_col))
-            if mine:
-                values = [_col(f).alias(f"v{i}") for i, f in enumerate(m.lookup.feature_names)]
-                if m.lookup.lookback_window is not None:
-                    values.insert(0, _col(ts_column).cast(ts_type).alias(_MATCH_TS_FIELD))
-                struct = F.struct(*values)
-            else:
-                struct = F.lit(None).cast(struct_types[m.index])
-            columns.append(struct.alias(m.struct_col))
-        columns.append((payload if is_entity else F.lit(None).cast(payload_type)).alias(_PAYLOAD))
+                created = _col(m.lookup.created_timestamp_key) if mine else None
+                columns.append(_typed(created, m.created_type).alias(m.created_col))
+            for i, (name, dtype) in enumerate(
+                zip(m.lookup.feature_names, m.feature_types, strict=True)
+            ):
+                columns.append(_typed(_col(name) if mine else None, dtype).alias(m.value_col(i)))
+        columns.append((payload if owner < 0 else _typed(None, payload_type)).alias(_PAYLOAD))
         return frame.select(*columns)
 
-    parts = [side(entity_df, entity_ts, True, None)]
-    for m in members:
-        lookup = m.lookup
-        present = [_col(k).isNotNull() for k in keys] + [
-            _col(lookup.feature_timestamp_key).isNotNull()
-        ]
+    union = side(entity_df, first.lookup.timestamp_lookup_key, -1)
+    for j, m in enumerate(members):
+        present = [_col(k).isNotNull() for k in keys]
+        present.append(_col(m.lookup.feature_timestamp_key).isNotNull())
         rows = m.features.where(_all(present))
-        parts.append(side(rows, lookup.feature_timestamp_key, False, m))
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.unionByName(part)
+        union = union.unionByName(side(rows, m.lookup.feature_timestamp_key, j))
 
-    order = [F.col(_TS).asc_nulls_first(), F.col(_IS_ENTITY).asc()]
-    for m in members:
+    # Shuffle the flat rows by key, and only then pack each lookup's row into the struct the
+    # window carries forward (null on every row that is not that lookup's): the struct's
+    # framing never crosses the shuffle.
+    union = union.repartition(*[_col(k) for k in keys])
+    structs = []
+    for j, m in enumerate(members):
+        fields = [F.col(m.value_col(i)).alias(f"v{i}") for i in range(len(m.feature_types))]
         if m.created_type is not None:
-            order.append(F.col(m.created_col).asc_nulls_first())
-        # Ordering by the struct compares its fields in order, a null field first. Sorting
-        # on the column itself, not on projected fields, ships no value through the shuffle twice.
-        if _orderable(struct_types[m.index]):
-            order.append(F.col(m.struct_col).asc_nulls_first())
-        else:
-            order += [
-                F.col(m.struct_col).getField(f"v{i}").asc_nulls_first()
-                for i, dtype in enumerate(m.feature_types)
-                if _orderable(dtype)
-            ]
+            fields.insert(0, F.col(m.created_col).alias(_CREATED_FIELD))
+        if m.lookup.lookback_window is not None:
+            fields.insert(0, F.col(_TS).alias(_MATCH_TS_FIELD))
+        structs.append(F.when(F.col(_SIDE) == j, F.struct(*fields)).alias(m.struct_col))
+    rows = union.select(*[_col(k) for k in keys], F.col(_TS), F.col(_PAYLOAD), *structs)
+
+    # Within a key: by timestamp; at equal timestamps each lookup's rows (non-null struct)
+    # before the rows that are not its own, so entity rows (every struct null) come last;
+    # among one lookup's rows, by its struct: created timestamp, then feature values, null
+    # first.
+    order = [F.col(_TS).asc_nulls_first()]
+    for m in members:
+        struct = F.col(m.struct_col)
+        if _orderable(_struct_type(m, ts_type)):
+            order.append(struct.asc_nulls_last())
+            continue
+        order.append(struct.isNull().asc())
+        if m.created_type is not None:
+            order.append(struct.getField(_CREATED_FIELD).asc_nulls_first())
+        order += [
+            struct.getField(f"v{i}").asc_nulls_first()
+            for i, dtype in enumerate(m.feature_types)
+            if _orderable(dtype)
+        ]
     window = (
         Window.partitionBy(*[_col(k) for k in keys])
         .orderBy(*order)
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    matched = union.select(
+    matched = rows.select(
         F.col(_TS),
         F.col(_PAYLOAD),
         *[F.last(m.struct_col, ignorenulls=True).over(window).alias(m.match_col) for m in members],
@@ -365,13 +375,20 @@ def _join_group(entity_df: DataFrame, members: list[_Resolved]) -> DataFrame:
 
 
 def _struct_type(member: _Resolved, ts_type: DataType) -> StructType:
+    """The type of the struct a lookup's rows carry, its fields in the order they rank rows."""
     fields = [(f"v{i}", t) for i, t in enumerate(member.feature_types)]
+    if member.created_type is not None:
+        fields.insert(0, (_CREATED_FIELD, member.created_type))
     if member.lookup.lookback_window is not None:
         fields.insert(0, (_MATCH_TS_FIELD, ts_type))
     schema = StructType()
     for name, dtype in fields:
         schema = schema.add(name, dtype, nullable=True)
     return schema
+
+
+def _typed(column: Column | None, dtype: DataType) -> Column:
+    return F.lit(None).cast(dtype) if column is None else column
 
 
 def _orderable(dtype: DataType) -> bool:
