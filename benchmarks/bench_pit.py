@@ -562,19 +562,35 @@ def report(size: dict, measurements: list[Measurement]) -> dict:
 
 
 def summarize(runs: list[dict]) -> dict:
+    """Growth exponents (log-log slopes of seconds) per engine: on all input rows, on feature
+    rows with the entity rows fixed, and on entity rows with the feature rows fixed."""
     summary: dict[str, Any] = {}
     for name in ("engine", "feast", "duckdb"):
-        points = [
-            (r["entities"] + r["tables"] * r["features_per_table"], r["seconds"][name])
-            for r in runs
-            if r["seconds"].get(name)
-        ]
-        summary[f"{name}_exponent"] = slope(points)
+        timed = [r for r in runs if r["seconds"].get(name)]
+        exponents: dict[str, float | None] = {
+            "all input rows": slope(
+                [
+                    (r["entities"] + r["tables"] * r["features_per_table"], r["seconds"][name])
+                    for r in timed
+                ]
+            )
+        }
+        for n in sorted({r["entities"] for r in timed}):
+            points = [
+                (r["features_per_table"], r["seconds"][name]) for r in timed if r["entities"] == n
+            ]
+            exponents[f"feature rows, {n:,} entity rows"] = slope(points)
+        for n in sorted({r["features_per_table"] for r in timed}):
+            points = [
+                (r["entities"], r["seconds"][name]) for r in timed if r["features_per_table"] == n
+            ]
+            exponents[f"entity rows, {n:,} feature rows"] = slope(points)
+        summary[name] = {k: v for k, v in exponents.items() if v is not None}
     if len(runs) > 1:
-        print("\ngrowth exponent (log-log slope of seconds on entity + feature rows):")
-        for name in ("engine", "feast", "duckdb"):
-            value = summary[f"{name}_exponent"]
-            print(f"  {name:7s} {'n/a' if value is None else f'{value:.2f}'}")
+        print("\ngrowth exponents (log-log slope of seconds; 1.0 is linear):")
+        for name, exponents in summary.items():
+            text = "; ".join(f"{k}: {v:.2f}" for k, v in exponents.items()) or "n/a"
+            print(f"  {name:7s} {text}")
     return summary
 
 

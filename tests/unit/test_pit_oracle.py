@@ -100,7 +100,7 @@ lookbacks = st.one_of(st.none(), st.integers(0, 5).map(lambda s: timedelta(secon
 class Config:
     keys_a: tuple[str, ...]
     keys_b: tuple[str, ...]
-    ts_b: str  # the entity timestamp column of lookup b: "ts" shares lookup a's window
+    ts_b: str  # lookup b's entity timestamp: "ts" (with equal keys) puts both in one window
     created_a: bool
     lookback_a: timedelta | None
     lookback_b: timedelta | None

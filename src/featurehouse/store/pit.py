@@ -5,20 +5,20 @@ the same key(s) whose event timestamp is at or before the entity timestamp (and,
 lookback window, not older than `entity_ts - lookback`). Every feature of one lookup comes
 from that one row. No row, and the features are null (or their default).
 
-How (one shuffle and one window per group of lookups that share keys, key types and
-entity timestamp column; lookups with other keys chain, each on the previous one's output):
+How (per lookup one shuffle, one sort and one window; several lookups chain, each on the
+previous one's output):
 
 1. Entity rows and feature rows are unioned into one flat frame of
-   `(keys, ts, side, created_i, features_i, entity_payload)` and shuffled by key. An entity
-   row carries its whole row as a one-element array of structs; `side` says whose row it is.
-2. After the shuffle, each lookup's own rows pack their (ts, created, features) into one
-   struct, non-null even when every value in it is null; on all other rows it is null.
-3. A window per key, ordered by (ts, then each lookup's struct with nulls last), carries the
-   last non-null struct forward with `last(..., ignorenulls=True)` over a running frame
-   (unbounded preceding to current row). Nulls last puts feature rows before entity rows of
-   the same timestamp: a feature row at exactly the entity timestamp is visible, a later one
-   never is. Spark evaluates a running frame in one pass over the sorted rows of a key: no
-   range join over all earlier rows, no `collect_list`, no plan that depends on data size.
+   `(keys, ts, created, features, entity_payload)` and shuffled by key. An entity row carries
+   its whole row as a one-element array of structs; a feature row a null payload.
+2. After the shuffle, each feature row packs its (ts, created, features) into one struct,
+   non-null even when every value in it is null; on entity rows the struct is null.
+3. A window per key, ordered by (ts, struct with nulls last), carries the last non-null
+   struct forward with `last(..., ignorenulls=True)` over a running frame (unbounded
+   preceding to current row). Nulls last puts feature rows before entity rows of the same
+   timestamp: a feature row at exactly the entity timestamp is visible, a later one never
+   is. Spark evaluates a running frame in one pass over the sorted rows of a key: no range
+   join over all earlier rows, no `collect_list`, no plan that depends on data size.
 4. `inline` of the payload turns the window's output back into exactly the entity rows
    (feature rows carry no payload, so they produce nothing); then the lookback is checked
    against the matched row's timestamp, which travels inside its struct.
@@ -65,7 +65,9 @@ from pyspark.sql.types import (
 # Every column the engine adds lives under this prefix; entity frames may not use it.
 _PREFIX = "__pit_"
 _TS = f"{_PREFIX}ts"
-_SIDE = f"{_PREFIX}side"
+_CREATED = f"{_PREFIX}created"
+_FEATURES = f"{_PREFIX}features"
+_MATCH = f"{_PREFIX}match"
 _PAYLOAD = f"{_PREFIX}entity"
 _MATCH_TS_FIELD = "ts"
 _CREATED_FIELD = "created"
@@ -110,15 +112,12 @@ def point_in_time_join(entity_df: DataFrame, lookups: Sequence[FeatureLookup]) -
     resolved = [_resolve(entity_df, lookup, index) for index, lookup in enumerate(lookups)]
     _check_output_names(entity_columns, resolved)
 
-    # Lookups that share keys, key types and the entity timestamp share one window (one
-    # shuffle): each carries its own struct and created-timestamp column through it.
-    groups: dict[tuple, list[_Resolved]] = {}
-    for item in resolved:
-        groups.setdefault(item.group_key, []).append(item)
-
+    # One window per lookup, each on the previous one's output. Lookups on the same keys
+    # could share one window, but then every row carries every lookup's columns through
+    # shuffle and sort: measured slower than one lean pass per lookup.
     result = entity_df
-    for members in groups.values():
-        result = _join_group(result, members)
+    for item in resolved:
+        result = _join_lookup(result, item)
     outputs = [name for item in resolved for name in item.output_names]
     return result.select(*[_col(c) for c in entity_columns + outputs])
 
@@ -137,32 +136,8 @@ class _Resolved:
     created_type: DataType | None
 
     @property
-    def group_key(self) -> tuple:
-        return (
-            self.keys,
-            tuple(t.simpleString() for t in self.key_types),
-            self.lookup.timestamp_lookup_key,
-            self.ts_type.simpleString(),
-        )
-
-    @property
     def output_names(self) -> list[str]:
         return [self.lookup.output_name(f) for f in self.lookup.feature_names]
-
-    @property
-    def struct_col(self) -> str:
-        return f"{_PREFIX}features_{self.index}"
-
-    @property
-    def created_col(self) -> str:
-        return f"{_PREFIX}created_{self.index}"
-
-    @property
-    def match_col(self) -> str:
-        return f"{_PREFIX}match_{self.index}"
-
-    def value_col(self, position: int) -> str:
-        return f"{_PREFIX}value_{self.index}_{position}"
 
 
 def _check_entity_frame(columns: list[str]) -> None:
@@ -272,73 +247,64 @@ def _check_output_names(entity_columns: list[str], resolved: list[_Resolved]) ->
             seen.add(name)
 
 
-def _join_group(entity_df: DataFrame, members: list[_Resolved]) -> DataFrame:
-    """One shuffle and one window for lookups that share keys and entity timestamp."""
-    first = members[0]
-    keys, key_types = first.keys, first.key_types
-    ts_type = first.ts_type
+def _join_lookup(entity_df: DataFrame, lookup: _Resolved) -> DataFrame:
+    """The entity frame with one lookup's features: one shuffle, one sort, one window."""
+    keys, ts_type = lookup.keys, lookup.ts_type
 
     # The entity row travels whole: an array of one non-null struct, so that `inline` at the
-    # end gives back every entity column with its exact type and nullability.
+    # end gives back every entity column with its exact type and nullability. Feature rows
+    # carry a null payload instead, which is also how rows tell their side.
     payload = F.array(F.struct(*[_col(c) for c in entity_df.columns]))
     payload_type = entity_df.select(payload.alias("p")).schema["p"].dataType
     assert isinstance(payload_type, ArrayType) and not payload_type.containsNull
 
-    def side(frame: DataFrame, ts_column: str, owner: int) -> DataFrame:
-        """Flat columns, the same on every side: keys, ts, which side (-1: the entity rows,
-        j: lookup j of the group), created timestamp and features of each lookup, payload."""
-        columns = [_col(k).cast(t).alias(k) for k, t in zip(keys, key_types, strict=True)]
+    def side(frame: DataFrame, ts_column: str, is_entity: bool) -> DataFrame:
+        """Flat columns, the same on both sides: keys, ts, created, features, payload."""
+        columns = [_col(k).cast(t).alias(k) for k, t in zip(keys, lookup.key_types, strict=True)]
         columns.append(_col(ts_column).cast(ts_type).alias(_TS))
-        columns.append(F.lit(owner).alias(_SIDE))
-        for j, m in enumerate(members):
-            mine = j == owner
-            if m.created_type is not None:
-                created = _col(m.lookup.created_timestamp_key) if mine else None
-                columns.append(_typed(created, m.created_type).alias(m.created_col))
-            for i, (name, dtype) in enumerate(
-                zip(m.lookup.feature_names, m.feature_types, strict=True)
-            ):
-                columns.append(_typed(_col(name) if mine else None, dtype).alias(m.value_col(i)))
-        columns.append((payload if owner < 0 else _typed(None, payload_type)).alias(_PAYLOAD))
+        if lookup.created_type is not None:
+            created = None if is_entity else _col(lookup.lookup.created_timestamp_key)
+            columns.append(_typed(created, lookup.created_type).alias(_CREATED))
+        for i, (name, dtype) in enumerate(
+            zip(lookup.lookup.feature_names, lookup.feature_types, strict=True)
+        ):
+            columns.append(_typed(None if is_entity else _col(name), dtype).alias(_value(i)))
+        columns.append((payload if is_entity else _typed(None, payload_type)).alias(_PAYLOAD))
         return frame.select(*columns)
 
-    union = side(entity_df, first.lookup.timestamp_lookup_key, -1)
-    for j, m in enumerate(members):
-        present = [_col(k).isNotNull() for k in keys]
-        present.append(_col(m.lookup.feature_timestamp_key).isNotNull())
-        rows = m.features.where(_all(present))
-        union = union.unionByName(side(rows, m.lookup.feature_timestamp_key, j))
+    present = [_col(k).isNotNull() for k in keys]
+    present.append(_col(lookup.lookup.feature_timestamp_key).isNotNull())
+    features = lookup.features.where(_all(present))
+    union = side(entity_df, lookup.lookup.timestamp_lookup_key, True).unionByName(
+        side(features, lookup.lookup.feature_timestamp_key, False)
+    )
 
-    # Shuffle the flat rows by key, and only then pack each lookup's row into the struct the
-    # window carries forward (null on every row that is not that lookup's): the struct's
-    # framing never crosses the shuffle.
+    # Shuffle the flat rows by key, and only then pack a feature row into the struct the
+    # window carries forward (null on entity rows): the struct's framing never crosses the
+    # shuffle.
     union = union.repartition(*[_col(k) for k in keys])
-    structs = []
-    for j, m in enumerate(members):
-        fields = [F.col(m.value_col(i)).alias(f"v{i}") for i in range(len(m.feature_types))]
-        if m.created_type is not None:
-            fields.insert(0, F.col(m.created_col).alias(_CREATED_FIELD))
-        if m.lookup.lookback_window is not None:
-            fields.insert(0, F.col(_TS).alias(_MATCH_TS_FIELD))
-        structs.append(F.when(F.col(_SIDE) == j, F.struct(*fields)).alias(m.struct_col))
-    rows = union.select(*[_col(k) for k in keys], F.col(_TS), F.col(_PAYLOAD), *structs)
+    fields = [F.col(_value(i)).alias(f"v{i}") for i in range(len(lookup.feature_types))]
+    if lookup.created_type is not None:
+        fields.insert(0, F.col(_CREATED).alias(_CREATED_FIELD))
+    if lookup.lookup.lookback_window is not None:
+        fields.insert(0, F.col(_TS).alias(_MATCH_TS_FIELD))
+    row = F.when(F.col(_PAYLOAD).isNull(), F.struct(*fields)).alias(_FEATURES)
+    rows = union.select(*[_col(k) for k in keys], F.col(_TS), F.col(_PAYLOAD), row)
 
-    # Within a key: by timestamp; at equal timestamps each lookup's rows (non-null struct)
-    # before the rows that are not its own, so entity rows (every struct null) come last;
-    # among one lookup's rows, by its struct: created timestamp, then feature values, null
-    # first.
+    # Within a key: by timestamp; at equal timestamps feature rows (non-null struct) before
+    # entity rows (null struct); among feature rows, by the struct: created timestamp, then
+    # feature values, null first.
+    struct = F.col(_FEATURES)
     order = [F.col(_TS).asc_nulls_first()]
-    for m in members:
-        struct = F.col(m.struct_col)
-        if _orderable(_struct_type(m, ts_type)):
-            order.append(struct.asc_nulls_last())
-            continue
+    if _orderable(_struct_type(lookup)):
+        order.append(struct.asc_nulls_last())
+    else:
         order.append(struct.isNull().asc())
-        if m.created_type is not None:
+        if lookup.created_type is not None:
             order.append(struct.getField(_CREATED_FIELD).asc_nulls_first())
         order += [
             struct.getField(f"v{i}").asc_nulls_first()
-            for i, dtype in enumerate(m.feature_types)
+            for i, dtype in enumerate(lookup.feature_types)
             if _orderable(dtype)
         ]
     window = (
@@ -347,44 +313,45 @@ def _join_group(entity_df: DataFrame, members: list[_Resolved]) -> DataFrame:
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     matched = rows.select(
-        F.col(_TS),
-        F.col(_PAYLOAD),
-        *[F.last(m.struct_col, ignorenulls=True).over(window).alias(m.match_col) for m in members],
+        F.col(_TS), F.col(_PAYLOAD), F.last(_FEATURES, ignorenulls=True).over(window).alias(_MATCH)
     )
 
+    match = F.col(_MATCH)
+    # A null entity timestamp sorts before every feature row, so it finds no match anyway.
+    condition = F.col(_TS).isNotNull() & match.isNotNull()
+    lookback = lookup.lookup.lookback_window
+    if lookback is not None:
+        age = F.unix_micros(F.col(_TS).cast(TimestampType())) - F.unix_micros(
+            match.getField(_MATCH_TS_FIELD).cast(TimestampType())
+        )
+        condition = condition & (age <= F.lit(_micros(lookback)))
     outputs = []
-    for m in members:
-        match = F.col(m.match_col)
-        # A null entity timestamp sorts before every feature row, so it finds no match anyway.
-        condition = F.col(_TS).isNotNull() & match.isNotNull()
-        lookback = m.lookup.lookback_window
-        if lookback is not None:
-            age = F.unix_micros(F.col(_TS).cast(TimestampType())) - F.unix_micros(
-                match.getField(_MATCH_TS_FIELD).cast(TimestampType())
-            )
-            condition = condition & (age <= F.lit(_micros(lookback)))
-        for i, (feature, dtype) in enumerate(
-            zip(m.lookup.feature_names, m.feature_types, strict=True)
-        ):
-            value = F.when(condition, match.getField(f"v{i}"))
-            if feature in m.lookup.default_values:
-                value = value.otherwise(F.lit(m.lookup.default_values[feature]).cast(dtype))
-            outputs.append(value.alias(m.lookup.output_name(feature)))
+    for i, (feature, dtype) in enumerate(
+        zip(lookup.lookup.feature_names, lookup.feature_types, strict=True)
+    ):
+        value = F.when(condition, match.getField(f"v{i}"))
+        if feature in lookup.lookup.default_values:
+            value = value.otherwise(F.lit(lookup.lookup.default_values[feature]).cast(dtype))
+        outputs.append(value.alias(lookup.lookup.output_name(feature)))
     # Feature rows carry a null payload, so inline yields exactly the entity rows.
     return matched.select(F.inline(F.col(_PAYLOAD)), *outputs)
 
 
-def _struct_type(member: _Resolved, ts_type: DataType) -> StructType:
-    """The type of the struct a lookup's rows carry, its fields in the order they rank rows."""
-    fields = [(f"v{i}", t) for i, t in enumerate(member.feature_types)]
-    if member.created_type is not None:
-        fields.insert(0, (_CREATED_FIELD, member.created_type))
-    if member.lookup.lookback_window is not None:
-        fields.insert(0, (_MATCH_TS_FIELD, ts_type))
+def _struct_type(lookup: _Resolved) -> StructType:
+    """The type of the struct a feature row carries, its fields in the order they rank rows."""
+    fields = [(f"v{i}", t) for i, t in enumerate(lookup.feature_types)]
+    if lookup.created_type is not None:
+        fields.insert(0, (_CREATED_FIELD, lookup.created_type))
+    if lookup.lookup.lookback_window is not None:
+        fields.insert(0, (_MATCH_TS_FIELD, lookup.ts_type))
     schema = StructType()
     for name, dtype in fields:
         schema = schema.add(name, dtype, nullable=True)
     return schema
+
+
+def _value(position: int) -> str:
+    return f"{_PREFIX}value_{position}"
 
 
 def _typed(column: Column | None, dtype: DataType) -> Column:
