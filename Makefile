@@ -10,7 +10,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format docs bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -41,6 +41,10 @@ lint:
 format:
 	$(VENV)/bin/ruff format src tests benchmarks scripts feature_repo notebooks
 	$(VENV)/bin/ruff check --fix src tests benchmarks scripts feature_repo notebooks
+
+# The feature catalogue is generated from the declarations (a test checks it is current).
+docs: setup
+	$(VENV)/bin/python -m featurehouse.features.docs
 
 clean:
 	rm -rf .featurehouse dist spark-warehouse

@@ -19,7 +19,11 @@ def local_overrides(root: Path) -> dict[str, Any]:
     """Settings that put every file the local environment writes under `root`."""
     db = f"sqlite:///{root}/mlflow/mlflow.db"
     return {
-        "storage": {"root": str(root), "raw_dir": str(root / "raw")},
+        "storage": {
+            "root": str(root),
+            "raw_dir": str(root / "raw"),
+            "staging_dir": str(root / "staging"),
+        },
         "mlflow": {"tracking_uri": db, "registry_uri": db},
         "feast": {"store_dir": str(root / "feast")},
     }

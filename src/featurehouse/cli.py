@@ -87,13 +87,19 @@ def run_ingest(settings: Settings, input_dir: Path | None = None):
     return ingest_all(_lake(settings), input_dir or settings.storage.raw_dir)
 
 
-def run_features(settings: Settings) -> list[str]:
-    from featurehouse.features.build import build_all_feature_tables
+def run_features(
+    settings: Settings,
+    *,
+    full: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
+):
+    from featurehouse.features.build import build_feature_tables
 
     lake = _lake(settings)
-    tables = build_all_feature_tables(lake)
+    runs = build_feature_tables(lake, full=full, start=start, end=end)
     lake.register_tables()
-    return tables
+    return runs
 
 
 def run_apply(settings: Settings) -> list[str]:
@@ -174,13 +180,29 @@ def ingest(
             f"{r.table}: {r.rows_read} read = {r.accepted} accepted ({r.inserted} new)"
             f" + {r.quarantined} quarantined {r.quarantine_reasons or ''}"
         )
+        for file, columns in r.ignored_columns.items():
+            typer.echo(f"  warning: {file}: ignored unknown column(s) {', '.join(columns)}")
 
 
 @app.command()
 @_friendly_errors
-def features(env: EnvOption = "local") -> None:
-    """Bronze tables -> Delta feature tables."""
-    typer.echo("built " + ", ".join(run_features(load_settings(env))))
+def features(
+    env: EnvOption = "local",
+    full: Annotated[bool, typer.Option("--full", help="Recompute every row.")] = False,
+    start: Annotated[
+        datetime | None, typer.Option(help="Backfill rows from this time (UTC) on.")
+    ] = None,
+    end: Annotated[datetime | None, typer.Option(help="Backfill rows before this time.")] = None,
+) -> None:
+    """Bronze tables -> Delta feature tables: incremental by default, checked, idempotent."""
+    for run in run_features(load_settings(env), full=full, start=start, end=end):
+        typer.echo(
+            f"{run.table}: {run.mode} ({run.reason}): {run.rows_computed} rows computed ="
+            f" {run.rows_valid} valid ({run.inserted} new, {run.updated} changed)"
+            f" + {run.rows_quarantined} quarantined"
+        )
+        for warning in run.warnings:
+            typer.echo(f"  warning: {warning}")
 
 
 @app.command()

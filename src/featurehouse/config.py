@@ -34,6 +34,8 @@ class SparkSettings(_Strict):
 class StorageSettings(_Strict):
     root: Path | None = None
     raw_dir: Path
+    # Where the feature job stages each batch before checking and publishing it.
+    staging_dir: Path
 
 
 class TableNames(_Strict):
@@ -49,6 +51,8 @@ class TableNames(_Strict):
     maintenance_features: str
     predictions: str
     drift_metrics: str
+    data_quality: str
+    feature_watermarks: str
 
     @field_validator("*")
     @classmethod
@@ -116,6 +120,24 @@ class DriftSettings(_Strict):
     retrain_on_drift: bool
 
 
+class QualitySettings(_Strict):
+    # Raw events outside [earliest_timestamp, now + max_future_minutes] are quarantined.
+    earliest_timestamp: datetime
+    max_future_minutes: int = Field(ge=0)
+    # A feature table whose newest row is older than this fails its freshness check
+    # (null: not checked, e.g. for simulated history).
+    max_staleness_hours: int | None = Field(None, ge=1)
+
+
+class LayoutSettings(_Strict):
+    # OPTIMIZE (clusters the files by each table's clustering columns) after every write.
+    optimize: bool
+    # VACUUM after every write; files older than this that the table no longer uses are
+    # deleted. Time travel (and training-set rebuilds) reach back this far.
+    vacuum: bool
+    vacuum_retention_hours: int = Field(ge=0)
+
+
 class Settings(_Strict):
     env: str
     project: str
@@ -129,6 +151,8 @@ class Settings(_Strict):
     mlflow: MlflowSettings
     feast: FeastSettings
     drift: DriftSettings
+    quality: QualitySettings
+    layout: LayoutSettings
 
     def table(self, key: str) -> str:
         """The full table name for a key of `tables`, with the catalog where there is one."""
@@ -251,6 +275,7 @@ def _resolve_local_paths(settings: Settings) -> Settings:
         update={
             "root": absolute(settings.storage.root) if settings.storage.root else None,
             "raw_dir": absolute(settings.storage.raw_dir),
+            "staging_dir": absolute(settings.storage.staging_dir),
         }
     )
     feast = settings.feast.model_copy(

@@ -13,3 +13,11 @@ class ConfigError(FeaturehouseError):
 
 class InputDataError(FeaturehouseError):
     """A raw input folder or file that cannot be ingested as it is."""
+
+
+class SourceSchemaError(FeaturehouseError):
+    """A source table whose columns no longer match what a job reads from it."""
+
+
+class DataQualityError(FeaturehouseError):
+    """A data-quality expectation of severity `fail` was not met: nothing was published."""

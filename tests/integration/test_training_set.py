@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 
 from featurehouse.datagen.fleet import FleetSpec, simulate_fleet, write_raw_csv
 from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES
-from featurehouse.features.build import build_all_feature_tables
+from featurehouse.features.build import build_feature_tables
 from featurehouse.ingest import ingest_all
 from featurehouse.io import Lakehouse
 from featurehouse.store.feast_store import apply_definitions, feature_store
@@ -27,7 +27,7 @@ def simulate_into(lake: Lakehouse, *, start: datetime, days: int, seed: int) -> 
     raw = lake.settings.storage.root / f"raw-{start:%Y%m%d}"
     write_raw_csv(simulate_fleet(FleetSpec(machines=4, start=start, days=days, seed=seed)), raw)
     ingest_all(lake, raw)
-    build_all_feature_tables(lake)
+    build_feature_tables(lake)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def azure_or_simulated_lake(spark, tmp_path) -> Lakehouse:
     folder = AZURE_PDM / "telemetry_subset_m1-20_2015Q1"
     if folder.is_dir():
         ingest_all(lake, folder)
-        build_all_feature_tables(lake)
+        build_feature_tables(lake)
     else:
         print(f"{folder} is absent: checking leakage on simulated data instead")
         simulate_into(lake, start=START, days=30, seed=9)

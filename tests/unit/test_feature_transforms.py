@@ -204,7 +204,7 @@ def test_error_counts_match_hand_worked_frame(spark):
         "error4_count_24h bigint, error5_count_24h bigint",
     )
 
-    actual = with_error_counts(telemetry_grid(telemetry), errors)
+    actual = with_error_counts(telemetry_grid(telemetry), errors, windows_hours=(24,))
 
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -248,7 +248,7 @@ def test_error_counts_with_custom_ids_and_hours_count_other_types_in_total_only(
         "error1_count_1h bigint",
     )
 
-    actual = with_error_counts(grid, errors, error_ids=("error1",), hours=1)
+    actual = with_error_counts(grid, errors, error_ids=("error1",), windows_hours=(1,))
 
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -262,7 +262,7 @@ def test_error_counts_are_zero_when_there_are_no_errors_at_all(spark):
         "error1_count_24h bigint",
     )
 
-    actual = with_error_counts(grid, errors, error_ids=("error1",))
+    actual = with_error_counts(grid, errors, error_ids=("error1",), windows_hours=(24,))
 
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -391,7 +391,7 @@ def bronze(spark):
 
 @pytest.mark.parametrize("table", FEATURE_TABLES, ids=lambda t: t.table_key)
 def test_feature_table_build_gives_declared_columns_and_types(bronze, table):
-    frame = table.build({key: bronze[key] for key in table.sources})
+    frame = table.build({key: bronze[key] for key in table.source_keys})
 
     assert frame.columns == table.columns
     types = dict(frame.dtypes)

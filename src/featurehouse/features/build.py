@@ -1,23 +1,428 @@
-"""The feature job's logic: read bronze tables, compute every feature table, write it."""
+"""The feature job: bronze tables -> checked, incremental, idempotent Delta feature tables.
+
+One run of one feature table:
+
+1. Pin every source to its current Delta version and check its columns (a missing or
+   retyped column stops the run before anything is written).
+2. Decide what to compute. `incremental` (the default) reads the sources' change data
+   feed since the versions the last run stored (the watermark) and recomputes, per
+   machine, every feature row from the earliest changed event on, reading each source
+   `history` further back so boundary windows are exact. Late and out-of-order events
+   are just changes with old timestamps. `backfill` recomputes a time range; `full`
+   recomputes everything (also chosen when there is no watermark, the table is new or
+   its schema differs from the declaration).
+3. Check the batch against the table's expectations: failing rows are quarantined with
+   the reason, results go to the data-quality table, and a failed `fail` expectation
+   stops the run before anything is published.
+4. Publish: MERGE on (keys, event timestamp), updating only rows whose values changed,
+   so a rerun changes nothing; a full build replaces the rows in one commit.
+5. Store the new watermark, then OPTIMIZE / VACUUM as configured.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+import pyspark.sql.functions as F
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame
+
+from featurehouse.errors import DataQualityError, FeaturehouseError, SourceSchemaError
 from featurehouse.features import FEATURE_TABLES, FeatureTable
+from featurehouse.features.declaration import ENTITY_KEY, Source
+from featurehouse.features.quality import (
+    REASON,
+    BatchQuality,
+    CheckResult,
+    check_batch,
+    with_reasons,
+)
+from featurehouse.ingest import QUARANTINE_KEYS, RAW_DATASETS
 from featurehouse.io import Lakehouse
 
 log = logging.getLogger(__name__)
 
-
-def build_feature_table(lake: Lakehouse, table: FeatureTable) -> None:
-    """Recompute the whole table and replace it in one Delta commit (a rerun changes nothing)."""
-    bronze = {key: lake.read(key) for key in table.sources}
-    features = table.build(bronze).select(*table.columns)
-    lake.overwrite(features, table.table_key)
+# Older than any event: the start of a machine whose whole history must be recomputed.
+BEGINNING = datetime(1900, 1, 1)
+START = "_start"
+BRONZE_TYPES = {"timestamp": "timestamp", "int": "bigint", "double": "double", "string": "string"}
 
 
-def build_all_feature_tables(lake: Lakehouse) -> list[str]:
-    for table in FEATURE_TABLES:
-        build_feature_table(lake, table)
-    return [lake.name(t.table_key) for t in FEATURE_TABLES]
+@dataclass(frozen=True)
+class FeatureRun:
+    """What one run of one feature table did. Rows computed = valid + quarantined."""
+
+    table_key: str
+    table: str
+    mode: str  # "full", "incremental", "backfill" or "up to date"
+    reason: str
+    source_versions: dict[str, int]
+    quality: BatchQuality | None = None  # None when there was nothing to compute
+    inserted: int = 0
+    updated: int = 0
+
+    @property
+    def published(self) -> bool:
+        return self.quality is None or not self.quality.failed
+
+    @property
+    def rows_computed(self) -> int:
+        return self.quality.rows if self.quality else 0
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.quality.quarantined if self.quality else 0
+
+    @property
+    def rows_valid(self) -> int:
+        return self.rows_computed - self.rows_quarantined
+
+    @property
+    def warnings(self) -> list[str]:
+        return (
+            [f"{c.expectation.name}: {c.detail}" for c in self.quality.warnings]
+            if self.quality
+            else []
+        )
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+def expected_source_columns(table_key: str) -> dict[str, str]:
+    """The bronze columns ingest guarantees, with their Spark types."""
+    dataset = next(d for d in RAW_DATASETS if d.table_key == table_key)
+    return {c.name: BRONZE_TYPES[c.kind] for c in dataset.columns}
+
+
+def check_source_schema(df: DataFrame, table_name: str, expected: dict[str, str]) -> None:
+    """A new column is fine (ignored); a missing or retyped one stops the run, naming it."""
+    actual = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    missing = [c for c in expected if c not in actual]
+    if missing:
+        raise SourceSchemaError(
+            f"{table_name}: required column(s) missing: {', '.join(missing)}"
+            f" (found: {', '.join(actual)})"
+        )
+    retyped = [f"{c} is {actual[c]}, expected {t}" for c, t in expected.items() if actual[c] != t]
+    if retyped:
+        raise SourceSchemaError(f"{table_name}: column type changed: {'; '.join(retyped)}")
+
+
+# --- what to recompute ----------------------------------------------------------------------
+
+
+def changed_starts(changes: Iterable[tuple[DataFrame, Source]]) -> DataFrame:
+    """(machine_id, _start): per machine, the earliest event time any source change touches."""
+    starts = [
+        df.select(
+            ENTITY_KEY,
+            (F.col(source.timestamp) if source.timestamp else F.lit(BEGINNING)).alias(START),
+        )
+        for df, source in changes
+    ]
+    union = starts[0]
+    for df in starts[1:]:
+        union = union.unionByName(df)
+    return union.groupBy(ENTITY_KEY).agg(F.min(START).alias(START))
+
+
+def restrict_source(df: DataFrame, source: Source, starts: DataFrame) -> DataFrame:
+    """The rows of `source` a recompute from each machine's start needs: its history before."""
+    rows = df.join(F.broadcast(starts), ENTITY_KEY, "left_semi")
+    if source.timestamp is None or source.history is None:
+        return rows
+    lower = F.col(START) - F.make_interval(secs=F.lit(source.history.total_seconds()))
+    return (
+        df.join(F.broadcast(starts), ENTITY_KEY).where(F.col(source.timestamp) >= lower).drop(START)
+    )
+
+
+def rows_from_start(features: DataFrame, table: FeatureTable, starts: DataFrame) -> DataFrame:
+    return (
+        features.join(F.broadcast(starts), ENTITY_KEY)
+        .where(F.col(table.timestamp) >= F.col(START))
+        .drop(START)
+    )
+
+
+def compute_batch(
+    table: FeatureTable,
+    sources: dict[str, DataFrame],
+    starts: DataFrame | None = None,
+    end: datetime | None = None,
+) -> DataFrame:
+    """The table's rows from each machine's start (all rows when `starts` is None), before `end`."""
+    inputs = dict(sources)
+    if starts is not None:
+        inputs = {
+            s.table_key: restrict_source(inputs[s.table_key], s, starts) for s in table.sources
+        }
+    if end is not None:
+        inputs = {
+            s.table_key: inputs[s.table_key].where(F.col(s.timestamp) < F.lit(end))
+            if s.timestamp
+            else inputs[s.table_key]
+            for s in table.sources
+        }
+    features = table.build(inputs)
+    if starts is not None:
+        features = rows_from_start(features, table, starts)
+    if end is not None:
+        features = features.where(F.col(table.timestamp) < F.lit(end))
+    return conform(features, table)
+
+
+def conform(features: DataFrame, table: FeatureTable) -> DataFrame:
+    """The declared columns, in order, with the declared types."""
+    types = {k: "bigint" for k in table.keys} | {table.timestamp: "timestamp"}
+    types |= {f.name: f.dtype for f in table.features}
+    return features.select(*[F.col(c).cast(types[c]).alias(c) for c in table.columns])
+
+
+# --- state ------------------------------------------------------------------------------------
+
+
+def stored_watermark(lake: Lakehouse, table: FeatureTable) -> dict[str, int]:
+    """The source versions the table's newest successful run processed.
+
+    The watermark table is a log, one row per run and source; the newest run counts.
+    """
+    if not lake.exists("feature_watermarks"):
+        return {}
+    runs = lake.read("feature_watermarks").where(F.col("feature_table") == table.table_key)
+    newest = runs.agg(F.max("updated_at")).collect()[0][0]
+    rows = runs.where(F.col("updated_at") == newest).collect() if newest else []
+    return {r["source_table"]: int(r["source_version"]) for r in rows}
+
+
+def declared_schema_matches(lake: Lakehouse, table: FeatureTable) -> bool:
+    fields = lake.read(table.table_key).schema.fields
+    actual = [(f.name, f.dataType.simpleString()) for f in fields]
+    types = {k: "bigint" for k in table.keys} | {table.timestamp: "timestamp"}
+    types |= {f.name: f.dtype for f in table.features}
+    return actual == [(c, types[c]) for c in table.columns]
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def plan_incremental(
+    lake: Lakehouse, table: FeatureTable, versions: dict[str, int]
+) -> tuple[str, str, DataFrame | None]:
+    """(mode, reason, per-machine starts) for a run without an explicit range."""
+    if not lake.exists(table.table_key):
+        return "full", "the table does not exist yet", None
+    if not declared_schema_matches(lake, table):
+        return "full", "the table's schema differs from its declaration", None
+    watermark = stored_watermark(lake, table)
+    if set(watermark) != set(versions):
+        return "full", "no watermark for every source", None
+    if any(watermark[k] > v for k, v in versions.items()):
+        return "full", "a source is older than the watermark (recreated?)", None
+    changed = [(k, s) for k, s in _sources(table) if watermark[k] < versions[k]]
+    if not changed:
+        return "up to date", "no source changed since the last run", None
+    try:
+        feeds = [(lake.changes(k, watermark[k], versions[k]), s) for k, s in changed]
+        starts = changed_starts(feeds)
+    except AnalysisException as exc:
+        log.warning("change data feed unavailable (%s); recomputing everything", exc)
+        return "full", "the change data feed is unavailable", None
+    return "incremental", f"{', '.join(k for k, _ in changed)} changed", starts
+
+
+def _sources(table: FeatureTable) -> list[tuple[str, Source]]:
+    return [(s.table_key, s) for s in table.sources]
+
+
+def run_feature_table(
+    lake: Lakehouse,
+    table: FeatureTable,
+    *,
+    full: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now: datetime,
+) -> FeatureRun:
+    """Computes, checks and publishes one table; `record_runs` stores the outcome."""
+    settings = lake.settings
+    name = lake.name(table.table_key)
+    versions = {key: lake.version(key) for key, _ in _sources(table)}
+    sources = {key: lake.read(key, version=v) for key, v in versions.items()}
+    for key, df in sources.items():
+        check_source_schema(df, lake.name(key), expected_source_columns(key))
+
+    starts = None
+    if start is not None or end is not None:
+        if full:
+            raise FeaturehouseError("--full recomputes everything: it takes no --start/--end")
+        mode, reason = "backfill", f"range [{start or 'beginning'}, {end or 'now'})"
+        if start is not None:
+            starts = _all_machines(sources, table).withColumn(START, F.lit(start))
+    elif full:
+        mode, reason = "full", "requested"
+    else:
+        mode, reason, starts = plan_incremental(lake, table, versions)
+    if mode == "up to date":
+        log.info("%s: up to date (%s)", name, reason)
+        return FeatureRun(table.table_key, name, mode, reason, versions)
+
+    # Write-audit-publish: the batch is computed once into staging, checked, then published.
+    staged = lake.stage(compute_batch(table, sources, starts, end), table.table_key)
+    batch = with_reasons(staged, table.all_expectations)
+    max_age = settings.quality.max_staleness_hours
+    quality = check_batch(
+        batch,
+        table.all_expectations,
+        now=now,
+        max_age=timedelta(hours=max_age) if max_age else None,
+    )
+    if quality.quarantined:
+        _quarantine(lake, table, batch)
+    if quality.failed:
+        log.error("%s: not published: %s", name, _describe(quality.failed))
+        return FeatureRun(table.table_key, name, mode, reason, versions, quality)
+
+    valid = batch.where(F.col(REASON).isNull()).drop(REASON)
+    inserted, updated = _publish(
+        lake, table, valid, quality.rows - quality.quarantined, mode, starts
+    )
+    _maintain_layout(lake, table)
+    run = FeatureRun(table.table_key, name, mode, reason, versions, quality, inserted, updated)
+    log.info(
+        "%s: %s (%s): %d rows computed = %d valid (%d new, %d changed) + %d quarantined",
+        name, mode, reason, run.rows_computed, run.rows_valid, inserted, updated,
+        run.rows_quarantined,
+    )  # fmt: skip
+    for warning in run.warnings:
+        log.warning("%s: expectation not met: %s", name, warning)
+    return run
+
+
+def _describe(checks: list[CheckResult]) -> str:
+    return "; ".join(f"{c.expectation.name}: {c.detail}" for c in checks)
+
+
+def _all_machines(sources: dict[str, DataFrame], table: FeatureTable) -> DataFrame:
+    machines = [sources[s.table_key].select(ENTITY_KEY) for s in table.sources]
+    union = machines[0]
+    for df in machines[1:]:
+        union = union.unionByName(df)
+    return union.distinct()
+
+
+def _quarantine(lake: Lakehouse, table: FeatureTable, batch: DataFrame) -> None:
+    bad = batch.where(F.col(REASON).isNotNull())
+    rows = bad.select(
+        F.lit(table.table_key).alias("dataset"),
+        F.lit(",".join(lake.name(k) for k in table.source_keys)).alias("source_file"),
+        F.to_json(F.struct(*table.columns)).alias("record"),
+        F.col(REASON).alias("reason"),
+        F.current_timestamp().alias("ingested_at"),
+    )
+    lake.merge(rows, "quarantine", QUARANTINE_KEYS)
+
+
+def record_runs(lake: Lakehouse, runs: list[FeatureRun], run_id: str, now: datetime) -> None:
+    """One commit of every run's quality results, one of the published runs' watermarks."""
+    checks = [
+        (run_id, run.table, c.expectation.name, c.expectation.kind, c.expectation.severity,
+         c.status, c.failed_rows, c.total_rows, c.detail, now)
+        for run in runs if run.quality for c in run.quality.results
+    ]  # fmt: skip
+    if checks:
+        schema = (
+            "run_id string, table_name string, expectation string, kind string,"
+            " severity string, status string, failed_rows bigint, total_rows bigint,"
+            " detail string, checked_at timestamp"
+        )
+        lake.append(lake.spark.createDataFrame(checks, schema), "data_quality")
+    # A backfill leaves the watermark alone: it does not process the changes after it.
+    watermarks = [
+        (run.table_key, source, version, run_id, now)
+        for run in runs if run.published and run.mode in ("full", "incremental")
+        for source, version in run.source_versions.items()
+    ]  # fmt: skip
+    if watermarks:
+        schema = (
+            "feature_table string, source_table string, source_version bigint,"
+            " run_id string, updated_at timestamp"
+        )
+        lake.append(lake.spark.createDataFrame(watermarks, schema), "feature_watermarks")
+
+
+def _publish(
+    lake: Lakehouse,
+    table: FeatureTable,
+    valid: DataFrame,
+    valid_rows: int,
+    mode: str,
+    starts: DataFrame | None,
+) -> tuple[int, int]:
+    """(rows inserted, rows updated); a full build replaces every row."""
+    key = table.table_key
+    exists = lake.exists(key)
+    if exists and mode == "full" and not declared_schema_matches(lake, table):
+        _create(lake, table, replace=True)
+    elif not exists:
+        _create(lake, table)
+    if mode == "full" or not exists:
+        lake.insert(valid, key, overwrite=exists)
+        if exists:
+            lake.cluster_by(key, table.cluster_by)
+        return valid_rows, 0
+    earliest = None
+    if starts is not None:
+        earliest = starts.agg(F.min(START)).collect()[0][0]
+    target_filter = f"t.`{table.timestamp}` >= '{earliest}'" if earliest else None
+    result = lake.merge(
+        valid, key, table.row_key, update=table.feature_names, target_filter=target_filter
+    )
+    return result.inserted, result.updated
+
+
+def _create(lake: Lakehouse, table: FeatureTable, *, replace: bool = False) -> None:
+    lake.create_table(
+        table.table_key,
+        table.schema_ddl(),
+        comment=table.description,
+        cluster_by=table.cluster_by,
+        replace=replace,
+    )
+
+
+def _maintain_layout(lake: Lakehouse, table: FeatureTable) -> None:
+    layout = lake.settings.layout
+    if layout.optimize:
+        lake.optimize(table.table_key)
+    if layout.vacuum:
+        lake.vacuum(table.table_key, layout.vacuum_retention_hours)
+
+
+def build_feature_tables(
+    lake: Lakehouse,
+    tables: Sequence[FeatureTable] = FEATURE_TABLES,
+    *,
+    full: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now: datetime | None = None,
+) -> list[FeatureRun]:
+    """Runs every table (one failing its checks does not stop the others), records the
+    quality results and watermarks, then fails if any table was not published."""
+    run_id = uuid.uuid4().hex
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    runs = [run_feature_table(lake, t, full=full, start=start, end=end, now=now) for t in tables]
+    record_runs(lake, runs, run_id, now)
+    failed = [run for run in runs if not run.published]
+    if failed:
+        raise DataQualityError(
+            "; ".join(f"{run.table}: {_describe(run.quality.failed)}" for run in failed)
+            + f" (not published; results in {lake.name('data_quality')}, run {run_id})"
+        )
+    return runs

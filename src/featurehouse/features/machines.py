@@ -7,7 +7,13 @@ from datetime import datetime
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
-from featurehouse.features.declaration import ENTITY_KEY, EVENT_TIMESTAMP, Feature, FeatureTable
+from featurehouse.features.declaration import (
+    ENTITY_KEY,
+    EVENT_TIMESTAMP,
+    Feature,
+    FeatureTable,
+    Source,
+)
 
 # The attributes are a snapshot with no history: they hold from the start of time,
 # so a point-in-time lookup at any entity timestamp finds them.
@@ -31,7 +37,7 @@ MACHINE_ATTRIBUTES = FeatureTable(
         Feature("model", "string", "Machine model (model1 to model4)"),
         Feature("age", "bigint", "Machine age in years"),
     ),
-    sources=("machines",),
+    sources=(Source("machines", timestamp=None),),
     build=lambda bronze: with_machine_attributes(bronze["machines"]),
     ttl=None,
 )

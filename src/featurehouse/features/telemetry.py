@@ -1,4 +1,24 @@
-"""Rolling statistics of the hourly telemetry: how each sensor behaves over the last hours."""
+"""Rolling statistics of the telemetry: how each sensor behaves over the last hours.
+
+For each machine and reading time t, over trailing windows of time (t - N h, t] (time, not
+rows: readings can be missing or off the hour):
+
+- `{sensor}_mean_{N}h`, `{sensor}_std_{N}h` (sample std) for N in WINDOWS_HOURS (3, 24)
+- `{sensor}_min_24h`, `{sensor}_max_24h`
+- `{sensor}_slope_24h`: least-squares slope of the reading against time, in units per hour
+- `{sensor}_lag_1h`: the reading exactly one hour before t
+
+How, and why it is fast: Spark evaluates an aggregate over a sliding frame (t - N, t] afresh
+for every row, so its cost grows with rows x rows per window, while a frame that starts at
+UNBOUNDED PRECEDING is updated incrementally, one row at a time. Every statistic that is a
+function of sums (count, mean, std, slope) therefore comes from running sums: the sum over
+(t - N, t] is the running sum up to t minus the running sum up to t - N. Running sums grow
+with the history and would lose the small differences we need, so the history is cut into
+blocks of BLOCK_HOURS per machine (one window partition each, with the look-back before the
+block copied in, so that windows at its start are whole), time is measured from the block
+start, and each sensor is centred on a reading of its block. Min and max are not
+differences of running values: they keep a sliding 24 h frame (~24 rows per row).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +26,232 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import pyspark.sql.functions as F
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 
-from featurehouse.features.declaration import ENTITY_KEY, EVENT_TIMESTAMP, Feature, FeatureTable
+from featurehouse.features.declaration import (
+    ENTITY_KEY,
+    EVENT_TIMESTAMP,
+    Feature,
+    FeatureTable,
+    Source,
+)
+from featurehouse.features.quality import in_range
 
 SENSORS = ("volt", "rotate", "pressure", "vibration")
-WINDOWS_HOURS = (3, 24)
-_STATS = {"mean": F.avg, "std": F.stddev_samp}
+WINDOWS_HOURS = (3, 24)  # mean and std
+RANGE_HOURS = 24  # min, max and slope
+LAG_HOURS = 1
+
+HOUR_US = 3_600_000_000
+# Long enough that the copied look-back (24 h) adds few rows (~3%), short enough that the
+# running sums inside a block stay exact: with hourly readings and time in whole seconds
+# from the block start, every running sum of time and time squared is an integer below 2^53.
+BLOCK_HOURS = 30 * 24
+
+# Internal columns.
+_T = "_t_us"  # event time in microseconds: the window order
+_BLOCK = "_block"
+_OWN = "_own"  # false: a copy of a reading kept only as look-back for the next block
+_SECONDS = "_seconds"  # seconds since the block start
 
 
 def rolling_feature_name(sensor: str, stat: str, hours: int) -> str:
     return f"{sensor}_{stat}_{hours}h"
 
 
-def trailing_window(hours: int) -> Window:
-    """Rows of the same machine with timestamp in (t - hours, t]: exactly `hours` hourly readings."""
-    seconds = F.col("timestamp").cast("long")
-    return Window.partitionBy(ENTITY_KEY).orderBy(seconds).rangeBetween(-(hours * 3600 - 1), 0)
+# ---------------------------------------------------------------------------------------
+# Blocks
+
+
+def _in_blocks(telemetry: DataFrame, sensors: Sequence[str], look_back_hours: int) -> DataFrame:
+    """Each reading in its block, plus a look-back copy in the next block when it lies within
+    `look_back_hours` of that block's start."""
+    if look_back_hours >= BLOCK_HOURS:
+        raise ValueError(f"a window of {look_back_hours} h does not fit a block")
+    t = F.unix_micros("timestamp")
+    block_us = BLOCK_HOURS * HOUR_US
+    own_block = F.floor(t / block_us)
+    blocks = F.array_distinct(
+        F.array(own_block, F.floor((t + look_back_hours * HOUR_US) / block_us))
+    )
+    exploded = telemetry.select(
+        F.col(ENTITY_KEY).cast("bigint").alias(ENTITY_KEY),
+        F.col("timestamp").alias(EVENT_TIMESTAMP),
+        t.alias(_T),
+        F.explode(blocks).alias(_BLOCK),
+        *sensors,
+    )
+    return exploded.withColumns(
+        {
+            _OWN: F.floor(F.col(_T) / block_us) == F.col(_BLOCK),
+            _SECONDS: (F.col(_T) - F.col(_BLOCK) * block_us) / 1_000_000,
+        }
+    )
+
+
+def _in_time_order() -> WindowSpec:
+    return Window.partitionBy(ENTITY_KEY, _BLOCK).orderBy(_T)
+
+
+def _up_to(hours_before: int = 0) -> WindowSpec:
+    """Readings of the block at or before t - hours_before: an incremental frame."""
+    upper = Window.currentRow if hours_before == 0 else -hours_before * HOUR_US
+    return _in_time_order().rangeBetween(Window.unboundedPreceding, upper)
+
+
+def _with_centred(blocks: DataFrame, sensors: Sequence[str]) -> DataFrame:
+    """Adds each sensor's centre (its first reading in the block) and the sensor minus it,
+    so that squares and products in running sums stay near the spread of the values, not
+    their size. The centre is its own (cheap, one pass) window: the sums are taken over it."""
+    whole_block = _in_time_order().rangeBetween(
+        Window.unboundedPreceding, Window.unboundedFollowing
+    )
+    with_centres = blocks.withColumns(
+        {_centre(s): F.first(s, ignorenulls=True).over(whole_block) for s in sensors}
+    )
+    return with_centres.withColumns({_centred(s): F.col(s) - F.col(_centre(s)) for s in sensors})
+
+
+def _centre(sensor: str) -> str:
+    return f"_{sensor}_centre"
+
+
+def _centred(sensor: str) -> str:
+    return f"_{sensor}_centred"
+
+
+# ---------------------------------------------------------------------------------------
+# Window columns: every aggregate once, by name (a Column used twice would be computed twice)
+
+
+def _terms(sensor: str, with_time: bool) -> dict[str, Column]:
+    """What the statistics of a sensor are made of: its count of readings, sums of the
+    (centred) reading x and x^2, and for a slope the sums of the time t, t^2 and t*x,
+    with t counted only where there is a reading."""
+    x = F.col(_centred(sensor))
+    terms = {"n": F.count(x), "x": F.sum(x), "xx": F.sum(x * x)}
+    if with_time:
+        t = F.when(x.isNotNull(), F.col(_SECONDS))
+        terms |= {"t": F.sum(t), "tt": F.sum(t * t), "tx": F.sum(t * x)}
+    return terms
+
+
+def _running(sensor: str, term: str, hours_before: int) -> str:
+    return f"_{sensor}_{term}_to_{hours_before}h"
+
+
+def _running_sums(
+    sensors: Sequence[str], windows_hours: Sequence[int], slope_hours: int | None
+) -> dict[str, Column]:
+    """Running sums up to t and up to t - N for each window N (no rows: 0, not null)."""
+    columns = {}
+    for s in sensors:
+        for term, aggregate in _terms(s, with_time=slope_hours is not None).items():
+            time_term = term in ("t", "tt", "tx")
+            hours = {slope_hours} if time_term else {*windows_hours, slope_hours or 0}
+            for h in sorted(hours | {0}):
+                columns[_running(s, term, h)] = F.coalesce(aggregate.over(_up_to(h)), F.lit(0))
+    return columns
+
+
+def _over(sensor: str, term: str, hours: int) -> Column:
+    """The sum of a term over (t - hours, t]: running sum to t minus running sum to t - hours."""
+    return F.col(_running(sensor, term, 0)) - F.col(_running(sensor, term, hours))
+
+
+def _extremes(sensor: str, hours: int) -> dict[str, Column]:
+    # Min and max cannot be taken apart like sums: a sliding frame, (t - hours, t].
+    frame = _in_time_order().rangeBetween(-(hours * HOUR_US - 1), Window.currentRow)
+    return {
+        rolling_feature_name(sensor, "min", hours): F.min(sensor).over(frame),
+        rolling_feature_name(sensor, "max", hours): F.max(sensor).over(frame),
+    }
+
+
+def _last_before(column: str, hours: int) -> str:
+    return f"_{column}_last_before_{hours}h"
+
+
+def _lasts(sensors: Sequence[str], hours: int) -> dict[str, Column]:
+    """The last reading (and its time) at or before t - hours: an incremental frame."""
+    return {_last_before(c, hours): F.last(c).over(_up_to(hours)) for c in [_T, *sensors]}
+
+
+# ---------------------------------------------------------------------------------------
+# Statistics from the window columns
+
+
+def _mean_and_std(sensor: str, hours: int) -> dict[str, Column]:
+    n, sx, sxx = (_over(sensor, term, hours) for term in ("n", "x", "xx"))
+    # Sum of squared deviations; rounding can leave a constant series a hair below zero.
+    squares = F.greatest(sxx - sx * sx / n, F.lit(0.0))
+    return {
+        rolling_feature_name(sensor, "mean", hours): F.when(n > 0, sx / n + F.col(_centre(sensor))),
+        rolling_feature_name(sensor, "std", hours): F.when(n > 1, F.sqrt(squares / (n - 1))),
+    }
+
+
+def _slope(sensor: str, hours: int) -> Column:
+    """Least-squares slope of the sensor on time: S_tx / S_tt, from seconds to hours."""
+    n, st, stt, sx, stx = (_over(sensor, term, hours) for term in ("n", "t", "tt", "x", "tx"))
+    s_tt = stt - st * st / n
+    s_tx = stx - st * sx / n
+    return F.when((n > 1) & (s_tt > 0), s_tx / s_tt * 3600)
+
+
+def _lag(sensor: str, hours: int) -> Column:
+    """The reading at exactly t - hours: the last one at or before then, if it is not earlier."""
+    found = F.col(_last_before(_T, hours)) == F.col(_T) - hours * HOUR_US
+    return F.when(found, F.col(_last_before(sensor, hours)))
+
+
+def lag_feature_name(sensor: str, hours: int) -> str:
+    return f"{sensor}_lag_{hours}h"
+
+
+# ---------------------------------------------------------------------------------------
+# The transform
+
+
+def with_telemetry_features(
+    telemetry: DataFrame,
+    *,
+    sensors: Sequence[str] = SENSORS,
+    windows_hours: Sequence[int] = WINDOWS_HOURS,
+    range_hours: int | None = RANGE_HOURS,
+    lag_hours: int | None = LAG_HOURS,
+) -> DataFrame:
+    """One row per reading: (machine_id, event_timestamp, features...), the features in the
+    order of TELEMETRY_FEATURES. `range_hours` (min, max, slope) or `lag_hours` None leaves
+    those features out.
+
+    Statistics ignore null readings; a std or slope needs two readings in the window (else
+    null), a mean, min or max one.
+    """
+    look_back = max([*windows_hours, range_hours or 0, lag_hours or 0])
+    rows = _with_centred(_in_blocks(telemetry, sensors, look_back), sensors)
+
+    windowed = {**_running_sums(sensors, windows_hours, range_hours)}
+    if range_hours is not None:
+        for s in sensors:
+            windowed |= _extremes(s, range_hours)
+    if lag_hours is not None:
+        windowed |= _lasts(sensors, lag_hours)
+    # Look-back copies only fed the windows of the next block.
+    rows = rows.withColumns(windowed).where(F.col(_OWN))
+
+    features: dict[str, Column] = {}
+    for hours in windows_hours:
+        for s in sensors:
+            features |= _mean_and_std(s, hours)
+    if range_hours is not None:
+        features |= {n: F.col(n) for s in sensors for n in _extremes(s, range_hours)}
+        features |= {
+            rolling_feature_name(s, "slope", range_hours): _slope(s, range_hours) for s in sensors
+        }
+    if lag_hours is not None:
+        features |= {lag_feature_name(s, lag_hours): _lag(s, lag_hours) for s in sensors}
+    return rows.select(ENTITY_KEY, EVENT_TIMESTAMP, *[c.alias(n) for n, c in features.items()])
 
 
 def with_rolling_telemetry_stats(
@@ -31,39 +260,88 @@ def with_rolling_telemetry_stats(
     sensors: Sequence[str] = SENSORS,
     windows_hours: Sequence[int] = WINDOWS_HOURS,
 ) -> DataFrame:
-    """Mean and sample standard deviation of each sensor over each trailing window.
-
-    The std of a single reading is null, not zero: one value says nothing about spread.
-    """
-    stats = [
-        fn(sensor).over(trailing_window(hours)).alias(rolling_feature_name(sensor, stat, hours))
-        for hours in windows_hours
-        for sensor in sensors
-        for stat, fn in _STATS.items()
-    ]
-    return telemetry.select(
-        F.col(ENTITY_KEY).cast("bigint").alias(ENTITY_KEY),
-        F.col("timestamp").alias(EVENT_TIMESTAMP),
-        *stats,
+    """Mean and sample standard deviation of each sensor over each trailing window only."""
+    return with_telemetry_features(
+        telemetry, sensors=sensors, windows_hours=windows_hours, range_hours=None, lag_hours=None
     )
 
+
+# ---------------------------------------------------------------------------------------
+# The declaration
+
+_UNITS = {
+    "volt": "V",
+    "rotate": "rpm",
+    "pressure": "pressure units",
+    "vibration": "vibration units",
+}
+
+
+def _describe(sensor: str, stat: str, hours: int) -> str:
+    window = f"over the last {hours} hours, (t - {hours}h, t]"
+    what = {
+        "mean": f"Mean of {sensor} {window}",
+        "std": f"Sample standard deviation of {sensor} {window}; null with fewer than 2 readings",
+        "min": f"Lowest {sensor} reading {window}",
+        "max": f"Highest {sensor} reading {window}",
+        "slope": (
+            f"Trend of {sensor} {window}: least-squares slope against time, in {_UNITS[sensor]} "
+            "per hour; null with fewer than 2 readings"
+        ),
+        "lag": f"The {sensor} reading exactly {hours} hour(s) before t; null if there is none",
+    }
+    return what[stat]
+
+
+def _telemetry_features() -> tuple[Feature, ...]:
+    """In the transform's column order; the features of the first version come first, so a
+    table of that version gains the new ones as added columns."""
+
+    def feature(sensor: str, stat: str, hours: int) -> Feature:
+        name = (
+            lag_feature_name(sensor, hours)
+            if stat == "lag"
+            else rolling_feature_name(sensor, stat, hours)
+        )
+        tags = {"source": "telemetry", "sensor": sensor, "stat": stat, "window": f"{hours}h"}
+        return Feature(name, "double", _describe(sensor, stat, hours), tags)
+
+    features = [
+        feature(s, stat, hours)
+        for hours in WINDOWS_HOURS
+        for s in SENSORS
+        for stat in ("mean", "std")
+    ]
+    features += [feature(s, stat, RANGE_HOURS) for s in SENSORS for stat in ("min", "max")]
+    features += [feature(s, "slope", RANGE_HOURS) for s in SENSORS]
+    features += [feature(s, "lag", LAG_HOURS) for s in SENSORS]
+    return tuple(features)
+
+
+def _expectations(features: Sequence[Feature]) -> tuple:
+    """A spread is never negative; the four sensors measure physical quantities (voltage,
+    speed, pressure, vibration) that are never negative either, so neither are their
+    levels. Trends can go either way."""
+    return tuple(
+        in_range(f.name, 0, severity="warn") for f in features if f.tags["stat"] != "slope"
+    )
+
+
+_FEATURES = _telemetry_features()
 
 TELEMETRY_FEATURES = FeatureTable(
     table_key="telemetry_features",
     view_name="machine_telemetry",
-    description="Hourly rolling mean and standard deviation of each telemetry sensor.",
-    features=tuple(
-        Feature(
-            rolling_feature_name(sensor, stat, hours),
-            "double",
-            f"{'Mean' if stat == 'mean' else 'Sample standard deviation'} of {sensor} "
-            f"over the last {hours} hours",
-        )
-        for hours in WINDOWS_HOURS
-        for sensor in SENSORS
-        for stat in _STATS
+    description=(
+        "Rolling statistics of each telemetry sensor per reading: mean and standard deviation "
+        "over 3 and 24 hours, min, max and trend over 24 hours, and the reading an hour before."
     ),
-    sources=("telemetry",),
-    build=lambda bronze: with_rolling_telemetry_stats(bronze["telemetry"]),
+    features=_FEATURES,
+    # An incremental run re-reads the longest look-back before its first changed reading.
+    sources=(
+        Source("telemetry", history=timedelta(hours=max(*WINDOWS_HOURS, RANGE_HOURS, LAG_HOURS))),
+    ),
+    build=lambda bronze: with_telemetry_features(bronze["telemetry"]),
     ttl=timedelta(days=2),
+    expectations=_expectations(_FEATURES),
 )

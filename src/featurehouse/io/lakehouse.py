@@ -67,6 +67,77 @@ class Lakehouse:
     def version(self, key: str) -> int:
         return int(self.delta_table(key).history(1).collect()[0]["version"])
 
+    def sql_name(self, key: str) -> str:
+        """The name to use in SQL: `delta.\`<folder>\`` locally, the catalog name otherwise."""
+        location = self.location(key)
+        return f"delta.`{location}`" if location else self.name(key)
+
+    def create_table(
+        self,
+        key: str,
+        columns_ddl: str,
+        *,
+        comment: str,
+        cluster_by: Sequence[str],
+        replace: bool = False,
+    ) -> None:
+        """Create the table from its declared DDL (or replace it, keeping its history)."""
+        verb = "REPLACE TABLE" if replace else "CREATE TABLE IF NOT EXISTS"
+        clustering = ", ".join(f"`{c}`" for c in cluster_by)
+        self.spark.sql(
+            f"{verb} {self.sql_name(key)} ({columns_ddl}) USING DELTA"
+            f" CLUSTER BY ({clustering}) COMMENT {sql_string(comment)}"
+            f" TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')"
+        )
+
+    def insert(self, df: DataFrame, key: str, *, overwrite: bool = False) -> None:
+        """Add the rows (or replace all rows) in one commit, keeping schema, comments, properties."""
+        view = f"_insert_{key}"
+        df.createOrReplaceTempView(view)
+        verb = "INSERT OVERWRITE" if overwrite else "INSERT INTO"
+        try:
+            self.spark.sql(f"{verb} {self.sql_name(key)} BY NAME SELECT * FROM {view}")
+        finally:
+            self.spark.catalog.dropTempView(view)
+
+    def cluster_by(self, key: str, columns: Sequence[str]) -> None:
+        """Set the clustering columns (open-source Delta forgets them on INSERT OVERWRITE)."""
+        clustering = ", ".join(f"`{c}`" for c in columns)
+        self.spark.sql(f"ALTER TABLE {self.sql_name(key)} CLUSTER BY ({clustering})")
+
+    def append(self, df: DataFrame, key: str) -> None:
+        """Append rows; for logs whose every row is new (run results), cheaper than a MERGE."""
+        writer = df.write.format("delta").option("delta.enableChangeDataFeed", "true")
+        self._save(writer.mode("append"), key)
+
+    def changes(self, key: str, after_version: int, up_to_version: int) -> DataFrame:
+        """The change data feed between two versions (both committed): what was written since."""
+        reader = (
+            self.spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", after_version + 1)
+            .option("endingVersion", up_to_version)
+        )
+        location = self.location(key)
+        return reader.load(str(location)) if location else reader.table(self.name(key))
+
+    def stage(self, df: DataFrame, name: str) -> DataFrame:
+        """Write `df` once to the staging folder and read it back.
+
+        Checking and publishing then read stored columns instead of recomputing the
+        transform (and planning its expressions again for every check).
+        """
+        path = str(self.settings.storage.staging_dir / name)
+        df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+        return self.spark.read.format("delta").load(path)
+
+    def optimize(self, key: str) -> None:
+        """Compact small files and cluster them by the table's clustering columns."""
+        self.spark.sql(f"OPTIMIZE {self.sql_name(key)}")
+
+    def vacuum(self, key: str, retention_hours: int) -> None:
+        self.spark.sql(f"VACUUM {self.sql_name(key)} RETAIN {retention_hours} HOURS")
+
     def overwrite(self, df: DataFrame, key: str) -> None:
         """Replace the table's contents (and schema) in one Delta commit."""
         self._save(
@@ -74,21 +145,37 @@ class Lakehouse:
         )
 
     def merge(
-        self, df: DataFrame, key: str, keys: Sequence[str], *, update: bool = False
+        self,
+        df: DataFrame,
+        key: str,
+        keys: Sequence[str],
+        *,
+        update: bool | Sequence[str] = False,
+        target_filter: str | None = None,
     ) -> MergeResult:
         """Upsert `df` on `keys`: rows already there are left alone (or updated), new ones inserted.
 
+        `update=True` updates every matched row; a list of columns updates only matched rows
+        where one of them differs, so re-merging the same rows changes nothing.
+        `target_filter` (SQL on the target, alias `t`) limits the files MERGE reads.
         Creating the table on first use keeps every job idempotent from its first run on.
         """
         if not self.exists(key):
-            self._save(df.write.format("delta").mode("errorifexists"), key)
+            # Every table keeps a change data feed, so downstream jobs read only what changed.
+            writer = df.write.format("delta").option("delta.enableChangeDataFeed", "true")
+            self._save(writer.mode("errorifexists"), key)
             version_zero = self.delta_table(key).history(1).collect()[0]
             inserted = int(version_zero["operationMetrics"].get("numOutputRows", 0))
             return MergeResult(inserted=inserted, updated=0)
         condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        if target_filter:
+            condition += f" AND ({target_filter})"
         builder = self.delta_table(key).alias("t").merge(df.alias("s"), condition)
-        if update:
+        if update is True:
             builder = builder.whenMatchedUpdateAll()
+        elif update:
+            unchanged = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in update)
+            builder = builder.whenMatchedUpdateAll(condition=f"NOT ({unchanged})")
         builder.whenNotMatchedInsertAll().execute()
         metrics = self.delta_table(key).history(1).collect()[0]["operationMetrics"]
         return MergeResult(
@@ -117,3 +204,8 @@ class Lakehouse:
             self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{location}'")
             registered.append(name)
         return registered
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
