@@ -133,9 +133,8 @@ def changed_starts(changes: Iterable[tuple[DataFrame, Source]]) -> DataFrame:
 
 def restrict_source(df: DataFrame, source: Source, starts: DataFrame) -> DataFrame:
     """The rows of `source` a recompute from each machine's start needs: its history before."""
-    rows = df.join(F.broadcast(starts), ENTITY_KEY, "left_semi")
     if source.timestamp is None or source.history is None:
-        return rows
+        return df.join(F.broadcast(starts), ENTITY_KEY, "left_semi")
     lower = F.col(START) - F.make_interval(secs=F.lit(source.history.total_seconds()))
     return (
         df.join(F.broadcast(starts), ENTITY_KEY).where(F.col(source.timestamp) >= lower).drop(START)
@@ -179,9 +178,7 @@ def compute_batch(
 
 def conform(features: DataFrame, table: FeatureTable) -> DataFrame:
     """The declared columns, in order, with the declared types."""
-    types = {k: "bigint" for k in table.keys} | {table.timestamp: "timestamp"}
-    types |= {f.name: f.dtype for f in table.features}
-    return features.select(*[F.col(c).cast(types[c]).alias(c) for c in table.columns])
+    return features.select(*[F.col(c).cast(t).alias(c) for c, t in table.column_types.items()])
 
 
 # --- state ------------------------------------------------------------------------------------
@@ -203,9 +200,7 @@ def stored_watermark(lake: Lakehouse, table: FeatureTable) -> dict[str, int]:
 def declared_schema_matches(lake: Lakehouse, table: FeatureTable) -> bool:
     fields = lake.read(table.table_key).schema.fields
     actual = [(f.name, f.dataType.simpleString()) for f in fields]
-    types = {k: "bigint" for k in table.keys} | {table.timestamp: "timestamp"}
-    types |= {f.name: f.dtype for f in table.features}
-    return actual == [(c, types[c]) for c in table.columns]
+    return actual == list(table.column_types.items())
 
 
 # --- the run --------------------------------------------------------------------------------

@@ -84,6 +84,12 @@ class FeatureTable:
         return [*self.keys, self.timestamp, *self.feature_names]
 
     @property
+    def column_types(self) -> dict[str, str]:
+        """Every column with its Spark SQL type, in order (keys are bigint)."""
+        types = {k: "bigint" for k in self.keys} | {self.timestamp: "timestamp"}
+        return types | {f.name: f.dtype for f in self.features}
+
+    @property
     def row_key(self) -> list[str]:
         """What identifies a row: the keys and the event timestamp."""
         return [*self.keys, self.timestamp]
