@@ -30,6 +30,10 @@ LOCAL_SPARK_CONF = {
     # Delta's default of 50 partitions for log replay costs seconds per read on small tables.
     "spark.databricks.delta.snapshotPartitions": "2",
     "spark.sql.adaptive.enabled": "true",
+    # HotSpot never JIT-compiles a method over 8,000 bytes of bytecode, while Spark keeps
+    # whole-stage code up to 64 KB: the telemetry features' final projection (8.5 KB) ran
+    # interpreted, 1.6x slower end to end. Spark's docs advise 8000 on HotSpot.
+    "spark.sql.codegen.hugeMethodLimit": "8000",
     # In-memory catalog: no Derby metastore, so several processes can share the lakehouse.
     "spark.sql.catalogImplementation": "in-memory",
 }

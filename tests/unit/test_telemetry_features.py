@@ -281,6 +281,21 @@ def test_long_history_keeps_precision_of_slope_and_std(spark):
     assert stats["min_std"] > 0
 
 
+def test_a_stuck_sensor_has_no_spread_and_no_trend_exactly(spark):
+    # Varying readings, then the same reading for 30 h: differences of running sums would
+    # leave ~1e-5 of rounding in the std and ~1e-12 in the slope; a stuck sensor is worth
+    # an exact 0 (an alert may test for it).
+    rng = random.Random(2)
+    varying = [(1, T + h * H, 450 + rng.gauss(0, 50)) for h in range(200)]
+    stuck = [(1, T + (200 + h) * H, 463.123456789) for h in range(30)]
+
+    got = _volt(spark, varying + stuck, "volt_std_3h", "volt_std_24h", "volt_slope_24h")
+
+    assert all(got[(1, T + (200 + h) * H)][0] == 0.0 for h in range(2, 30))
+    assert all(got[(1, T + (200 + h) * H)][1:] == (0.0, 0.0) for h in range(23, 30))
+    assert got[(1, T + 222 * H)][1] > 0  # the window still holds a varying reading
+
+
 # --- the declaration ------------------------------------------------------------------------
 
 

@@ -10,14 +10,20 @@ rows: readings can be missing or off the hour):
 
 How, and why it is fast: Spark evaluates an aggregate over a sliding frame (t - N, t] afresh
 for every row, so its cost grows with rows x rows per window, while a frame that starts at
-UNBOUNDED PRECEDING is updated incrementally, one row at a time. Every statistic that is a
-function of sums (count, mean, std, slope) therefore comes from running sums: the sum over
-(t - N, t] is the running sum up to t minus the running sum up to t - N. Running sums grow
-with the history and would lose the small differences we need, so the history is cut into
-blocks of BLOCK_HOURS per machine (one window partition each, with the look-back before the
-block copied in, so that windows at its start are whole), time is measured from the block
-start, and each sensor is centred on a reading of its block. Min and max are not
-differences of running values: they keep a sliding 24 h frame (~24 rows per row).
+UNBOUNDED PRECEDING is updated incrementally, one row at a time. Over windows longer than
+SHORT_WINDOW_HOURS every statistic that is a function of sums (count, mean, std, slope)
+therefore comes from running sums: the sum over (t - N, t] is the running sum up to t minus
+the running sum up to t - N. Running sums grow with the history and would lose the small
+differences we need, so the history is cut into blocks of BLOCK_HOURS per machine (one
+window partition each, with the look-back before the block copied in, so that windows at
+its start are whole), time is measured from the block start, and each sensor is centred on
+a reading of its block.
+
+What stays on sliding frames: min and max (not differences of running values), and the mean
+and std of short windows. A short window holds ~3 readings, so its sliding frame is cheap,
+and it is where two nearly equal readings make a difference of running sums cancel (a std
+of 1e-5 off by 20%). A long window whose readings are all equal (a stuck sensor) has a std
+and slope of exactly 0: its min equals its max.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ SENSORS = ("volt", "rotate", "pressure", "vibration")
 WINDOWS_HOURS = (3, 24)  # mean and std
 RANGE_HOURS = 24  # min, max and slope
 LAG_HOURS = 1
+SHORT_WINDOW_HOURS = 3  # mean and std over windows up to this long use a sliding frame
 
 HOUR_US = 3_600_000_000
 # Long enough that the copied look-back (24 h) adds few rows (~3%), short enough that the
@@ -159,12 +166,23 @@ def _over(sensor: str, term: str, hours: int) -> Column:
     return F.col(_running(sensor, term, 0)) - F.col(_running(sensor, term, hours))
 
 
+def _sliding(hours: int) -> WindowSpec:
+    """(t - hours, t]: recomputed for every row."""
+    return _in_time_order().rangeBetween(-(hours * HOUR_US - 1), Window.currentRow)
+
+
 def _extremes(sensor: str, hours: int) -> dict[str, Column]:
-    # Min and max cannot be taken apart like sums: a sliding frame, (t - hours, t].
-    frame = _in_time_order().rangeBetween(-(hours * HOUR_US - 1), Window.currentRow)
+    # Min and max cannot be taken apart like sums.
     return {
-        rolling_feature_name(sensor, "min", hours): F.min(sensor).over(frame),
-        rolling_feature_name(sensor, "max", hours): F.max(sensor).over(frame),
+        rolling_feature_name(sensor, "min", hours): F.min(sensor).over(_sliding(hours)),
+        rolling_feature_name(sensor, "max", hours): F.max(sensor).over(_sliding(hours)),
+    }
+
+
+def _short_mean_and_std(sensor: str, hours: int) -> dict[str, Column]:
+    return {
+        rolling_feature_name(sensor, "mean", hours): F.avg(sensor).over(_sliding(hours)),
+        rolling_feature_name(sensor, "std", hours): F.stddev_samp(sensor).over(_sliding(hours)),
     }
 
 
@@ -181,10 +199,19 @@ def _lasts(sensors: Sequence[str], hours: int) -> dict[str, Column]:
 # Statistics from the window columns
 
 
+def _constant(sensor: str, hours: int) -> Column:
+    """Whether every reading in (t - hours, t] is the same (needs `_extremes` over it)."""
+    return F.col(rolling_feature_name(sensor, "min", hours)) == F.col(
+        rolling_feature_name(sensor, "max", hours)
+    )
+
+
 def _mean_and_std(sensor: str, hours: int) -> dict[str, Column]:
     n, sx, sxx = (_over(sensor, term, hours) for term in ("n", "x", "xx"))
-    # Sum of squared deviations; rounding can leave a constant series a hair below zero.
-    squares = F.greatest(sxx - sx * sx / n, F.lit(0.0))
+    # Sum of squared deviations; rounding can leave it a hair off zero.
+    squares = F.when(_constant(sensor, hours), 0.0).otherwise(
+        F.greatest(sxx - sx * sx / n, F.lit(0.0))
+    )
     return {
         rolling_feature_name(sensor, "mean", hours): F.when(n > 0, sx / n + F.col(_centre(sensor))),
         rolling_feature_name(sensor, "std", hours): F.when(n > 1, F.sqrt(squares / (n - 1))),
@@ -196,7 +223,8 @@ def _slope(sensor: str, hours: int) -> Column:
     n, st, stt, sx, stx = (_over(sensor, term, hours) for term in ("n", "t", "tt", "x", "tx"))
     s_tt = stt - st * st / n
     s_tx = stx - st * sx / n
-    return F.when((n > 1) & (s_tt > 0), s_tx / s_tt * 3600)
+    slope = F.when(_constant(sensor, hours), 0.0).otherwise(s_tx / s_tt * 3600)
+    return F.when((n > 1) & (s_tt > 0), slope)
 
 
 def _lag(sensor: str, hours: int) -> Column:
@@ -230,11 +258,15 @@ def with_telemetry_features(
     """
     look_back = max([*windows_hours, range_hours or 0, lag_hours or 0])
     rows = _with_centred(_in_blocks(telemetry, sensors, look_back), sensors)
+    short = [h for h in windows_hours if h <= SHORT_WINDOW_HOURS]
+    long = [h for h in windows_hours if h > SHORT_WINDOW_HOURS]
 
-    windowed = {**_running_sums(sensors, windows_hours, range_hours)}
-    if range_hours is not None:
-        for s in sensors:
-            windowed |= _extremes(s, range_hours)
+    windowed = _running_sums(sensors, long, range_hours)
+    for s in sensors:
+        for hours in short:
+            windowed |= _short_mean_and_std(s, hours)
+        for hours in {*long, *([range_hours] if range_hours else [])}:
+            windowed |= _extremes(s, hours)
     if lag_hours is not None:
         windowed |= _lasts(sensors, lag_hours)
     # Look-back copies only fed the windows of the next block.
@@ -243,7 +275,10 @@ def with_telemetry_features(
     features: dict[str, Column] = {}
     for hours in windows_hours:
         for s in sensors:
-            features |= _mean_and_std(s, hours)
+            if hours in short:
+                features |= {n: F.col(n) for n in _short_mean_and_std(s, hours)}
+            else:
+                features |= _mean_and_std(s, hours)
     if range_hours is not None:
         features |= {n: F.col(n) for s in sensors for n in _extremes(s, range_hours)}
         features |= {
