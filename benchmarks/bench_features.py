@@ -170,10 +170,10 @@ def run_duckdb(source: Path, out: Path, threads: int) -> dict:
 # Value check
 
 
-def compare(spark_out: Path, duckdb_out: Path) -> dict:
-    """Joins both outputs on (machine, time): rows on one side only, and per feature the
-    values that differ (beyond RTOL, or null on one side only) and the largest relative
-    difference."""
+def compare(left: Path, right: Path) -> dict:
+    """Joins two feature outputs (Parquet folders) on (machine, time): rows on one side
+    only, and per feature the values that differ (beyond RTOL, or null on one side only)
+    and the largest relative difference."""
     import duckdb
 
     con = duckdb.connect()
@@ -196,11 +196,11 @@ def compare(spark_out: Path, duckdb_out: Path) -> dict:
     )
     row = con.execute(
         f"""
-        SELECT count(*) FILTER (WHERE s.machine_id IS NULL) AS only_duckdb,
-               count(*) FILTER (WHERE d.machine_id IS NULL) AS only_spark,
+        SELECT count(*) FILTER (WHERE s.machine_id IS NULL) AS only_right,
+               count(*) FILTER (WHERE d.machine_id IS NULL) AS only_left,
                count(*) AS rows, {", ".join(checks)}
-        FROM read_parquet('{spark_out}/*.parquet') s
-        FULL JOIN read_parquet('{duckdb_out}/*.parquet') d ON {key}
+        FROM read_parquet('{left}/*.parquet') s
+        FULL JOIN read_parquet('{right}/*.parquet') d ON {key}
         """
     ).fetchone()
     cols = [d[0] for d in con.description]
@@ -215,11 +215,11 @@ def compare(spark_out: Path, duckdb_out: Path) -> dict:
     bad = sum(e["bad"] for e in per_stat.values())
     return {
         "rows": int(values["rows"]),
-        "only_spark": int(values["only_spark"]),
-        "only_duckdb": int(values["only_duckdb"]),
+        "only_left": int(values["only_left"]),
+        "only_right": int(values["only_right"]),
         "values_differing": bad,
         "per_stat": per_stat,
-        "match": bad == 0 and values["only_spark"] == 0 and values["only_duckdb"] == 0,
+        "match": bad == 0 and values["only_left"] == 0 and values["only_right"] == 0,
     }
 
 
@@ -343,7 +343,7 @@ def report(rows: int, measurements: list[Measurement], check: dict | None) -> di
         verdict = "MATCH" if check["match"] else "DIFFERS"
         print(
             f"  values: {verdict} (rtol {RTOL:g}; {check['rows']:,} rows joined, "
-            f"{check['only_spark']} only in Spark, {check['only_duckdb']} only in DuckDB, "
+            f"{check['only_left']} only in Spark, {check['only_right']} only in DuckDB, "
             f"{check['values_differing']} values differ)"
         )
         print(

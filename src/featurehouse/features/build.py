@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 # Older than any event: the start of a machine whose whole history must be recomputed.
 BEGINNING = datetime(1900, 1, 1)
 START = "_start"
+STARTS_SCHEMA = f"{ENTITY_KEY} bigint, {START} timestamp"
 BRONZE_TYPES = {"timestamp": "timestamp", "int": "bigint", "double": "double", "string": "string"}
 
 
@@ -185,16 +186,24 @@ def conform(features: DataFrame, table: FeatureTable) -> DataFrame:
 
 
 def stored_watermark(lake: Lakehouse, table: FeatureTable) -> dict[str, int]:
-    """The source versions the table's newest successful run processed.
+    """Per declared source, the version the table's newest successful run processed.
 
-    The watermark table is a log, one row per run and source; the newest run counts.
+    The watermark table is a log, one row per run and source (every run stores all of
+    its table's sources); the newest row of each source counts.
     """
     if not lake.exists("feature_watermarks"):
         return {}
-    runs = lake.read("feature_watermarks").where(F.col("feature_table") == table.table_key)
-    newest = runs.agg(F.max("updated_at")).collect()[0][0]
-    rows = runs.where(F.col("updated_at") == newest).collect() if newest else []
-    return {r["source_table"]: int(r["source_version"]) for r in rows}
+    rows = (
+        lake.read("feature_watermarks")
+        .where(
+            (F.col("feature_table") == table.table_key)
+            & F.col("source_table").isin(list(table.source_keys))
+        )
+        .groupBy("source_table")
+        .agg(F.max_by("source_version", "updated_at").alias("version"))
+        .collect()
+    )
+    return {r["source_table"]: int(r["version"]) for r in rows}
 
 
 def declared_schema_matches(lake: Lakehouse, table: FeatureTable) -> bool:
@@ -224,7 +233,9 @@ def plan_incremental(
         return "up to date", "no source changed since the last run", None
     try:
         feeds = [(lake.changes(k, watermark[k], versions[k]), s) for k, s in changed]
-        starts = changed_starts(feeds)
+        # Collected (one row per machine): the batch and the MERGE's filter both use it,
+        # and reading the change feed twice would cost more than a small local table.
+        starts = lake.spark.createDataFrame(changed_starts(feeds).collect(), STARTS_SCHEMA)
     except AnalysisException as exc:
         log.warning("change data feed unavailable (%s); recomputing everything", exc)
         return "full", "the change data feed is unavailable", None
