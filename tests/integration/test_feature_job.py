@@ -77,6 +77,10 @@ class History:
     versions_after_rerun: dict[str, int]
     incremental: list[FeatureRun]
     telemetry_before_late: object  # the telemetry feature table before the late run
+    versions_after_incremental: dict[str, int]
+    after_compaction: list[FeatureRun]  # runs after bronze telemetry was compacted
+    rerun_after_compaction: list[FeatureRun]
+    versions_after_compaction: dict[str, int]
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +111,19 @@ def history(spark, tmp_path_factory) -> History:
     arrivals = next_day.unionByName(spark.createDataFrame(late_row, next_day.schema))
     lake.merge(arrivals, "telemetry", ["machine_id", "timestamp"])
     incremental = build_feature_tables(lake)
+    versions_after_incremental = table_versions(lake)
+
+    # A bronze commit without data (a compaction) moves the source's version, not its rows.
+    telemetry_version = lake.version("telemetry")
+    lake.optimize("telemetry")
+    assert lake.version("telemetry") > telemetry_version
+    after_compaction = build_feature_tables(lake)
+    rerun_after_compaction = build_feature_tables(lake)
     return History(
-        lake, first, rerun, versions_after_first, versions_after_rerun, incremental, before
-    )
+        lake, first, rerun, versions_after_first, versions_after_rerun, incremental, before,
+        versions_after_incremental, after_compaction, rerun_after_compaction,
+        table_versions(lake),
+    )  # fmt: skip
 
 
 def test_first_run_builds_every_table_in_full(history):
@@ -139,6 +153,15 @@ def test_incremental_run_equals_a_full_rebuild(history):
             ignore_row_order=True,
             ignore_nullable=True,
         )
+
+
+def test_a_source_commit_without_rows_moves_the_watermark_and_writes_nothing(history):
+    expected = [
+        "no rows changed" if "telemetry" in t.source_keys else "up to date" for t in FEATURE_TABLES
+    ]
+    assert [r.mode for r in history.after_compaction] == expected
+    assert [r.mode for r in history.rerun_after_compaction] == ["up to date"] * len(FEATURE_TABLES)
+    assert history.versions_after_compaction == history.versions_after_incremental
 
 
 def test_a_late_event_updates_exactly_the_rows_whose_windows_hold_it(history):

@@ -50,7 +50,16 @@ log = logging.getLogger(__name__)
 BEGINNING = datetime(1900, 1, 1)
 START = "_start"
 STARTS_SCHEMA = f"{ENTITY_KEY} bigint, {START} timestamp"
+NO_ROWS_CHANGED = "no rows changed"
 BRONZE_TYPES = {"timestamp": "timestamp", "int": "bigint", "double": "double", "string": "string"}
+
+
+@dataclass(frozen=True)
+class Recompute:
+    """The rows a run recomputes: per machine, those from its start on."""
+
+    starts: DataFrame  # (machine_id, _start)
+    since: datetime  # the earliest start: older files of sources and target can be skipped
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ class FeatureRun:
 
     table_key: str
     table: str
-    mode: str  # "full", "incremental", "backfill" or "up to date"
+    mode: str  # "full", "incremental", "backfill", "up to date" or "no rows changed"
     reason: str
     source_versions: dict[str, int]
     quality: BatchQuality | None = None  # None when there was nothing to compute
@@ -132,19 +141,20 @@ def changed_starts(changes: Iterable[tuple[DataFrame, Source]]) -> DataFrame:
     return union.groupBy(ENTITY_KEY).agg(F.min(START).alias(START))
 
 
-def restrict_source(df: DataFrame, source: Source, starts: DataFrame) -> DataFrame:
+def restrict_source(df: DataFrame, source: Source, recompute: Recompute) -> DataFrame:
     """The rows of `source` a recompute from each machine's start needs: its history before."""
     if source.timestamp is None or source.history is None:
-        return df.join(F.broadcast(starts), ENTITY_KEY, "left_semi")
+        return df.join(F.broadcast(recompute.starts), ENTITY_KEY, "left_semi")
+    # The same bound for all machines first, as a literal: Delta skips the files before it.
+    ts = F.col(source.timestamp)
+    df = df.where(ts >= F.lit(recompute.since - source.history))
     lower = F.col(START) - F.make_interval(secs=F.lit(source.history.total_seconds()))
-    return (
-        df.join(F.broadcast(starts), ENTITY_KEY).where(F.col(source.timestamp) >= lower).drop(START)
-    )
+    return df.join(F.broadcast(recompute.starts), ENTITY_KEY).where(ts >= lower).drop(START)
 
 
-def rows_from_start(features: DataFrame, table: FeatureTable, starts: DataFrame) -> DataFrame:
+def rows_from_start(features: DataFrame, table: FeatureTable, recompute: Recompute) -> DataFrame:
     return (
-        features.join(F.broadcast(starts), ENTITY_KEY)
+        features.join(F.broadcast(recompute.starts), ENTITY_KEY)
         .where(F.col(table.timestamp) >= F.col(START))
         .drop(START)
     )
@@ -153,14 +163,14 @@ def rows_from_start(features: DataFrame, table: FeatureTable, starts: DataFrame)
 def compute_batch(
     table: FeatureTable,
     sources: dict[str, DataFrame],
-    starts: DataFrame | None = None,
+    recompute: Recompute | None = None,
     end: datetime | None = None,
 ) -> DataFrame:
-    """The table's rows from each machine's start (all rows when `starts` is None), before `end`."""
+    """The table's rows to recompute (all rows when `recompute` is None), before `end`."""
     inputs = dict(sources)
-    if starts is not None:
+    if recompute is not None:
         inputs = {
-            s.table_key: restrict_source(inputs[s.table_key], s, starts) for s in table.sources
+            s.table_key: restrict_source(inputs[s.table_key], s, recompute) for s in table.sources
         }
     if end is not None:
         inputs = {
@@ -170,8 +180,8 @@ def compute_batch(
             for s in table.sources
         }
     features = table.build(inputs)
-    if starts is not None:
-        features = rows_from_start(features, table, starts)
+    if recompute is not None:
+        features = rows_from_start(features, table, recompute)
     if end is not None:
         features = features.where(F.col(table.timestamp) < F.lit(end))
     return conform(features, table)
@@ -218,7 +228,7 @@ def declared_schema_matches(lake: Lakehouse, table: FeatureTable) -> bool:
 def plan_incremental(
     lake: Lakehouse, table: FeatureTable, versions: dict[str, int]
 ) -> tuple[str, str, DataFrame | None]:
-    """(mode, reason, per-machine starts) for a run without an explicit range."""
+    """(mode, reason, rows to recompute) for a run without an explicit range."""
     if not lake.exists(table.table_key):
         return "full", "the table does not exist yet", None
     if not declared_schema_matches(lake, table):
@@ -233,13 +243,19 @@ def plan_incremental(
         return "up to date", "no source changed since the last run", None
     try:
         feeds = [(lake.changes(k, watermark[k], versions[k]), s) for k, s in changed]
-        # Collected (one row per machine): the batch and the MERGE's filter both use it,
-        # and reading the change feed twice would cost more than a small local table.
-        starts = lake.spark.createDataFrame(changed_starts(feeds).collect(), STARTS_SCHEMA)
+        # Collected (one row per machine): the batch and the MERGE both use it, and the
+        # earliest start bounds what they read.
+        starts = changed_starts(feeds).collect()
     except AnalysisException as exc:
         log.warning("change data feed unavailable (%s); recomputing everything", exc)
         return "full", "the change data feed is unavailable", None
-    return "incremental", f"{', '.join(k for k, _ in changed)} changed", starts
+    reason = f"{', '.join(k for k, _ in changed)} changed"
+    if not starts:
+        # A commit without data (e.g. a compaction): move the watermark past it.
+        return NO_ROWS_CHANGED, f"{reason}, but no rows did (e.g. a compaction)", None
+    since = min(row[START] for row in starts)
+    recompute = Recompute(lake.spark.createDataFrame(starts, STARTS_SCHEMA), since)
+    return "incremental", f"{reason}: {len(starts)} machine(s) from {since}", recompute
 
 
 def _sources(table: FeatureTable) -> list[tuple[str, Source]]:
@@ -263,23 +279,24 @@ def run_feature_table(
     for key, df in sources.items():
         check_source_schema(df, lake.name(key), expected_source_columns(key))
 
-    starts = None
+    recompute = None
     if start is not None or end is not None:
         if full:
             raise FeaturehouseError("--full recomputes everything: it takes no --start/--end")
         mode, reason = "backfill", f"range [{start or 'beginning'}, {end or 'now'})"
         if start is not None:
             starts = _all_machines(sources, table).withColumn(START, F.lit(start))
+            recompute = Recompute(starts, start)
     elif full:
         mode, reason = "full", "requested"
     else:
-        mode, reason, starts = plan_incremental(lake, table, versions)
-    if mode == "up to date":
-        log.info("%s: up to date (%s)", name, reason)
+        mode, reason, recompute = plan_incremental(lake, table, versions)
+    if mode in ("up to date", NO_ROWS_CHANGED):
+        log.info("%s: %s (%s)", name, mode, reason)
         return FeatureRun(table.table_key, name, mode, reason, versions)
 
     # Write-audit-publish: the batch is computed once into staging, checked, then published.
-    staged = lake.stage(compute_batch(table, sources, starts, end), table.table_key)
+    staged = lake.stage(compute_batch(table, sources, recompute, end), table.table_key)
     batch = with_reasons(staged, table.all_expectations)
     max_age = settings.quality.max_staleness_hours
     quality = check_batch(
@@ -296,7 +313,7 @@ def run_feature_table(
 
     valid = batch.where(F.col(REASON).isNull()).drop(REASON)
     inserted, updated = _publish(
-        lake, table, valid, quality.rows - quality.quarantined, mode, starts
+        lake, table, valid, quality.rows - quality.quarantined, mode, recompute
     )
     _maintain_layout(lake, table)
     run = FeatureRun(table.table_key, name, mode, reason, versions, quality, inserted, updated)
@@ -351,7 +368,7 @@ def record_runs(lake: Lakehouse, runs: list[FeatureRun], run_id: str, now: datet
     # A backfill leaves the watermark alone: it does not process the changes after it.
     watermarks = [
         (run.table_key, source, version, run_id, now)
-        for run in runs if run.published and run.mode in ("full", "incremental")
+        for run in runs if run.published and run.mode in ("full", "incremental", NO_ROWS_CHANGED)
         for source, version in run.source_versions.items()
     ]  # fmt: skip
     if watermarks:
@@ -368,7 +385,7 @@ def _publish(
     valid: DataFrame,
     valid_rows: int,
     mode: str,
-    starts: DataFrame | None,
+    recompute: Recompute | None,
 ) -> tuple[int, int]:
     """(rows inserted, rows updated); a full build replaces every row."""
     key = table.table_key
@@ -382,10 +399,8 @@ def _publish(
         if exists:
             lake.cluster_by(key, table.cluster_by)
         return valid_rows, 0
-    earliest = None
-    if starts is not None:
-        earliest = starts.agg(F.min(START)).collect()[0][0]
-    target_filter = f"t.`{table.timestamp}` >= '{earliest}'" if earliest else None
+    since = recompute.since if recompute else None
+    target_filter = f"t.`{table.timestamp}` >= '{since}'" if since else None
     result = lake.merge(
         valid, key, table.row_key, update=table.feature_names, target_filter=target_filter
     )
