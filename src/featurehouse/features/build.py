@@ -227,7 +227,7 @@ def declared_schema_matches(lake: Lakehouse, table: FeatureTable) -> bool:
 
 def plan_incremental(
     lake: Lakehouse, table: FeatureTable, versions: dict[str, int]
-) -> tuple[str, str, DataFrame | None]:
+) -> tuple[str, str, Recompute | None]:
     """(mode, reason, rows to recompute) for a run without an explicit range."""
     if not lake.exists(table.table_key):
         return "full", "the table does not exist yet", None
@@ -399,8 +399,8 @@ def _publish(
         if exists:
             lake.cluster_by(key, table.cluster_by)
         return valid_rows, 0
-    since = recompute.since if recompute else None
-    target_filter = f"t.`{table.timestamp}` >= '{since}'" if since else None
+    # A Column, not SQL text: the datetime then converts as it did when collected.
+    target_filter = F.col(f"t.{table.timestamp}") >= F.lit(recompute.since) if recompute else None
     result = lake.merge(
         valid, key, table.row_key, update=table.feature_names, target_filter=target_filter
     )

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyspark.sql.functions as F
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 
 from featurehouse.config import Settings
 
@@ -68,7 +69,7 @@ class Lakehouse:
         return int(self.delta_table(key).history(1).collect()[0]["version"])
 
     def sql_name(self, key: str) -> str:
-        """The name to use in SQL: `delta.\`<folder>\`` locally, the catalog name otherwise."""
+        r"""The name to use in SQL: `delta.\`<folder>\`` locally, the catalog name otherwise."""
         location = self.location(key)
         return f"delta.`{location}`" if location else self.name(key)
 
@@ -151,13 +152,13 @@ class Lakehouse:
         keys: Sequence[str],
         *,
         update: bool | Sequence[str] = False,
-        target_filter: str | None = None,
+        target_filter: Column | None = None,
     ) -> MergeResult:
         """Upsert `df` on `keys`: rows already there are left alone (or updated), new ones inserted.
 
         `update=True` updates every matched row; a list of columns updates only matched rows
         where one of them differs, so re-merging the same rows changes nothing.
-        `target_filter` (SQL on the target, alias `t`) limits the files MERGE reads.
+        `target_filter` (a condition on the target, alias `t`) limits the files MERGE reads.
         Creating the table on first use keeps every job idempotent from its first run on.
         """
         if not self.exists(key):
@@ -167,9 +168,9 @@ class Lakehouse:
             version_zero = self.delta_table(key).history(1).collect()[0]
             inserted = int(version_zero["operationMetrics"].get("numOutputRows", 0))
             return MergeResult(inserted=inserted, updated=0)
-        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        if target_filter:
-            condition += f" AND ({target_filter})"
+        condition = F.expr(" AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys))
+        if target_filter is not None:
+            condition = condition & target_filter
         builder = self.delta_table(key).alias("t").merge(df.alias("s"), condition)
         if update is True:
             builder = builder.whenMatchedUpdateAll()
