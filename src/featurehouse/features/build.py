@@ -21,6 +21,7 @@ One run of one feature table:
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -135,9 +136,7 @@ def changed_starts(changes: Iterable[tuple[DataFrame, Source]]) -> DataFrame:
         )
         for df, source in changes
     ]
-    union = starts[0]
-    for df in starts[1:]:
-        union = union.unionByName(df)
+    union = functools.reduce(DataFrame.unionByName, starts)
     return union.groupBy(ENTITY_KEY).agg(F.min(START).alias(START))
 
 
@@ -285,8 +284,9 @@ def run_feature_table(
             raise FeaturehouseError("--full recomputes everything: it takes no --start/--end")
         mode, reason = "backfill", f"range [{start or 'beginning'}, {end or 'now'})"
         if start is not None:
-            starts = _all_machines(sources, table).withColumn(START, F.lit(start))
-            recompute = Recompute(starts, start)
+            recompute = Recompute(
+                _all_machines(sources, table).withColumn(START, F.lit(start)), start
+            )
     elif full:
         mode, reason = "full", "requested"
     else:
@@ -333,10 +333,7 @@ def _describe(checks: list[CheckResult]) -> str:
 
 def _all_machines(sources: dict[str, DataFrame], table: FeatureTable) -> DataFrame:
     machines = [sources[s.table_key].select(ENTITY_KEY) for s in table.sources]
-    union = machines[0]
-    for df in machines[1:]:
-        union = union.unionByName(df)
-    return union.distinct()
+    return functools.reduce(DataFrame.unionByName, machines).distinct()
 
 
 def _quarantine(lake: Lakehouse, table: FeatureTable, batch: DataFrame) -> None:

@@ -275,7 +275,7 @@ def with_telemetry_features(
     for s in sensors:
         for hours in short:
             windowed |= _short_mean_and_std(s, hours)
-        for hours in {*long, *([range_hours] if range_hours else [])}:
+        for hours in sorted({*long, *([range_hours] if range_hours else [])}):
             windowed |= _extremes(s, hours)
     if lag_hours is not None:
         windowed |= _lasts(sensors, lag_hours)
