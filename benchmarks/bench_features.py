@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
 from benchmarks.bench_pit import Measurement, fastest, measure_local, measure_spark, start_spark
-from featurehouse.features.telemetry import (
+from featurehouse.usecases.predictive_maintenance.telemetry import (
     LAG_HOURS,
     RANGE_HOURS,
     SENSORS,

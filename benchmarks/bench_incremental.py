@@ -29,9 +29,9 @@ import pyspark.sql.functions as F
 from benchmarks.bench_features import RTOL, T0_US, compare, generate
 from featurehouse.config import load_settings
 from featurehouse.features.build import build_feature_tables, compute_batch
-from featurehouse.features.telemetry import TELEMETRY_FEATURES
 from featurehouse.io import Lakehouse
 from featurehouse.spark import get_spark
+from featurehouse.usecases.predictive_maintenance.telemetry import TELEMETRY_FEATURES
 
 DAYS = 365
 
@@ -62,7 +62,7 @@ def lakehouse(args: argparse.Namespace) -> Lakehouse:
             },
         },
     )
-    return Lakehouse(get_spark(settings), settings)
+    return Lakehouse(get_spark(settings), settings, "predictive_maintenance")
 
 
 def timed(label: str, fn) -> tuple[float, object]:
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_from = F.timestamp_micros(F.lit(T0_US + (DAYS - 1) * 24 * 3_600_000_000))
     check_dir = args.data_dir / "incremental-check"
     scratch = compute_batch(TELEMETRY_FEATURES, {"telemetry": lake.read("telemetry")})
-    for name, df in {"incremental": lake.read("telemetry_features"), "scratch": scratch}.items():
+    for name, df in {"incremental": lake.read(TELEMETRY_FEATURES.name), "scratch": scratch}.items():
         df.where(F.col("event_timestamp") >= check_from).write.mode("overwrite").parquet(
             str(check_dir / name)
         )

@@ -1,14 +1,15 @@
 # Databricks notebook source
 # MAGIC %md
-# MAGIC # Explore the featurehouse feature tables
+# MAGIC # Explore a use case's feature tables
 # MAGIC
-# MAGIC A read-only tour of the lakehouse the jobs build: how many rows each table holds,
-# MAGIC which features are declared, what they look like for one machine, the signal the
-# MAGIC failure model learns, and the latest drift metrics and predictions.
+# MAGIC A read-only tour of the lakehouse the jobs build for one use case: how many rows
+# MAGIC each table holds, which features are declared, what they look like for one entity,
+# MAGIC the signal the model learns, and the latest drift metrics and predictions.
 # MAGIC
 # MAGIC Nothing here writes a table; every job's logic lives in the `featurehouse` package.
-# MAGIC On Databricks pick the environment with the `env` widget; locally run
-# MAGIC `python notebooks/explore_features.py` (`$FEATUREHOUSE_ENV`, default `local`).
+# MAGIC On Databricks pick the environment and the use case with the widgets; locally run
+# MAGIC `python notebooks/explore_features.py` (`$FEATUREHOUSE_ENV`, default `local`, and
+# MAGIC `$FEATUREHOUSE_USE_CASE`, default `predictive_maintenance`).
 
 # COMMAND ----------
 
@@ -16,20 +17,30 @@ import os
 
 import pandas as pd
 import pyspark.sql.functions as F
+from pyspark.sql import Window
 
 from featurehouse.config import load_settings
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES
+from featurehouse.discovery import load_use_case
 from featurehouse.io import Lakehouse
 from featurehouse.spark import get_spark
-from featurehouse.training.labels import LABEL, with_failure_label
+from featurehouse.store.feast_store import feature_store
+from featurehouse.store.training_set import service_features
+from featurehouse.training.dataset import entity_sources, training_entities
+from featurehouse.training.evaluate import model_inputs
+from featurehouse.usecase import EVENT_TIMESTAMP, Classification
 
 try:
-    env = dbutils.widgets.get("env")  # noqa: F821  (Databricks)
+    dbutils.widgets.text("env", "dev", "Environment")  # noqa: F821  (Databricks)
+    dbutils.widgets.text("use_case", "predictive_maintenance", "Use case")  # noqa: F821
+    env = dbutils.widgets.get("env")  # noqa: F821
+    use_case_name = dbutils.widgets.get("use_case")  # noqa: F821
 except NameError:
     env = os.environ.get("FEATUREHOUSE_ENV", "local")
+    use_case_name = os.environ.get("FEATUREHOUSE_USE_CASE", "predictive_maintenance")
 settings = load_settings(env)
+use_case = load_use_case(settings, use_case_name)
 spark = get_spark(settings)
-lake = Lakehouse(spark, settings)
+lake = Lakehouse(spark, settings, use_case.name)
 try:
     display  # noqa: B018,F821 - Databricks provides display()
 except NameError:
@@ -43,13 +54,11 @@ except NameError:
 
 # MAGIC %md
 # MAGIC ## Rows per table
-# MAGIC Every configured table that exists yet, by its configuration key.
+# MAGIC Every table of the use case that exists yet: its data sets, feature tables and run records.
 
 # COMMAND ----------
 
-row_counts = {
-    key: lake.read(key).count() for key in type(settings.tables).model_fields if lake.exists(key)
-}
+row_counts = {key: lake.read(key).count() for key in lake.table_keys()}
 display(
     pd.DataFrame({"table": [lake.name(k) for k in row_counts], "rows": list(row_counts.values())})
 )
@@ -58,21 +67,21 @@ display(
 
 # MAGIC %md
 # MAGIC ## Feature declarations
-# MAGIC The declarations in `featurehouse.features` are the single source of the Delta
-# MAGIC feature tables, the Feast feature views and this list.
+# MAGIC The use case's declarations are the single source of the Delta feature tables, the
+# MAGIC Feast feature views and this list.
 
 # COMMAND ----------
 
 declarations = pd.DataFrame(
     [
         {
-            "table": lake.name(table.table_key),
+            "table": lake.name(table.name),
             "feature_view": table.view_name,
             "feature": feature.name,
             "dtype": feature.dtype,
             "description": feature.description,
         }
-        for table in FEATURE_TABLES
+        for table in use_case.tables
         for feature in table.features
     ]
 )
@@ -81,74 +90,79 @@ display(declarations)
 # COMMAND ----------
 
 # MAGIC %md
-# MAGIC ## Telemetry features: summary statistics
+# MAGIC ## The first feature table: summary statistics
 
 # COMMAND ----------
 
-telemetry_features = lake.read("telemetry_features")
-telemetry_summary = telemetry_features.describe().toPandas().set_index("summary")
-display(telemetry_summary.T.reset_index(names="column"))
+first_table = use_case.tables[0]
+first_features = lake.read(first_table.name)
+feature_summary = first_features.describe().toPandas().set_index("summary")
+display(feature_summary.T.reset_index(names="column"))
 
 # COMMAND ----------
 
 # MAGIC %md
-# MAGIC ## One machine's most recent feature rows
-# MAGIC Telemetry and error features of the lowest machine id over its last day.
+# MAGIC ## One entity's most recent feature rows
+# MAGIC The first feature table's newest rows of the entity with the smallest keys.
 
 # COMMAND ----------
 
-machine_id = lake.read("machines").agg(F.min("machine_id")).first()[0]
-machine_rows = (
-    telemetry_features.where(F.col(ENTITY_KEY) == machine_id)
-    .join(lake.read("error_features"), [ENTITY_KEY, EVENT_TIMESTAMP], "left")
-    .select(ENTITY_KEY, EVENT_TIMESTAMP, "vibration_mean_24h", "volt_mean_3h", "errors_count_24h")
+keys = list(first_table.keys)
+entity = first_features.select(*keys).orderBy(*keys).first().asDict()
+entity_rows = (
+    first_features.where(F.expr(" AND ".join(f"`{k}` = {entity[k]!r}" for k in keys)))
     .orderBy(F.col(EVENT_TIMESTAMP).desc())
     .limit(24)
 )
-display(machine_rows)
+display(entity_rows)
 
 # COMMAND ----------
 
 # MAGIC %md
 # MAGIC ## The signal the model learns
-# MAGIC Each feature row gets the training label: 1 when the machine fails within the
-# MAGIC label horizon (24 h) after it. Rows in the horizon before a failure should show
-# MAGIC higher vibration and more errors than all other rows.
+# MAGIC The training rows with their label and their point-in-time features. For a
+# MAGIC classifier: each numeric feature's mean by label; for a regressor: each numeric
+# MAGIC feature's correlation with the label.
 
 # COMMAND ----------
 
-observed_until = lake.read("telemetry").agg(F.max("timestamp")).first()[0]
-labelled = with_failure_label(
-    telemetry_features.select(ENTITY_KEY, EVENT_TIMESTAMP),
-    lake.read("failures"),
-    horizon_hours=settings.training.label_horizon_hours,
-    observed_until=observed_until,
+versions = {name: lake.version(name) for name in entity_sources(use_case)}
+labelled = service_features(
+    lake,
+    feature_store(settings),
+    settings.feature_service(use_case.name),
+    use_case,
+    training_entities(lake, use_case, versions),
 )
-signal = (
-    labelled.join(telemetry_features, [ENTITY_KEY, EVENT_TIMESTAMP])
-    .join(lake.read("error_features"), [ENTITY_KEY, EVENT_TIMESTAMP])
-    .groupBy(F.col(LABEL).alias("failure_within_24h"))
-    .agg(
-        F.count("*").alias("rows"),
-        F.avg("vibration_mean_24h").alias("mean_vibration_mean_24h"),
-        F.avg("errors_count_24h").alias("mean_errors_count_24h"),
+label = use_case.label.name
+numeric = model_inputs(use_case, {}).numeric
+if isinstance(use_case.task, Classification):
+    signal = (
+        labelled.groupBy(label)
+        .agg(F.count("*").alias("rows"), *[F.avg(f).alias(f"mean_{f}") for f in numeric])
+        .orderBy(label)
+        .toPandas()
     )
-    .orderBy("failure_within_24h")
-    .toPandas()
-)
+else:
+    correlations = labelled.select(*[F.corr(f, label).alias(f) for f in numeric]).first()
+    signal = (
+        pd.DataFrame({"feature": list(numeric), "correlation": [correlations[f] for f in numeric]})
+        .sort_values("correlation", key=abs, ascending=False)
+        .reset_index(drop=True)
+    )
 display(signal)
 
 # COMMAND ----------
 
 # MAGIC %md
-# MAGIC ## Delta history of the telemetry feature table
+# MAGIC ## Delta history of the first feature table
 # MAGIC Each feature job run is one Delta commit; older versions stay readable
-# MAGIC with `lake.read("telemetry_features", version=...)`.
+# MAGIC with `lake.read(table, version=...)`.
 
 # COMMAND ----------
 
 history = (
-    lake.delta_table("telemetry_features")
+    lake.delta_table(first_table.name)
     .history()
     .select("version", "timestamp", "operation", "operationMetrics")
 )
@@ -181,17 +195,19 @@ else:
 
 # MAGIC %md
 # MAGIC ## Latest predictions
-# MAGIC The failure probability of each machine from the newest scoring run, most at risk first.
+# MAGIC Each entity's prediction from the newest scoring run, highest first.
 
 # COMMAND ----------
 
 latest_predictions = None
 if lake.exists("predictions"):
     predictions = lake.read("predictions")
-    newest_score = predictions.agg(F.max("scored_at")).first()[0]
+    newest_first = Window.partitionBy(*use_case.keys).orderBy(F.col("scored_at").desc())
     latest_predictions = (
-        predictions.where(F.col("scored_at") == F.lit(newest_score))
-        .orderBy(F.col("failure_probability").desc())
+        predictions.withColumn("_n", F.row_number().over(newest_first))
+        .where("_n = 1")
+        .drop("_n")
+        .orderBy(F.col(use_case.task.prediction).desc())
         .toPandas()
     )
     display(latest_predictions)

@@ -25,6 +25,7 @@ def settings(tmp_path) -> Settings:
 
 @pytest.fixture
 def lake(spark, settings):
+    """The predictive-maintenance use case's lakehouse in a temporary folder."""
     from featurehouse.io import Lakehouse
 
-    return Lakehouse(spark, settings)
+    return Lakehouse(spark, settings, "predictive_maintenance")

@@ -1,8 +1,9 @@
 """The `featurehouse` command: one subcommand per job, and `pipeline` to run them all in order.
 
-Each job is also a console script (`fh-ingest`, `fh-train`, ...) for Databricks
-`python_wheel_task`s. Commands only parse arguments, load settings, call library
-functions and print a short result.
+Every job takes `--use-case NAME` (repeatable); without it, it runs for every enabled
+use case. Each job is also a console script (`fh-ingest`, `fh-train`, ...) for Databricks
+`python_wheel_task`s. Commands only parse arguments, load settings, call `featurehouse.jobs`
+and print a short result.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Annotated
@@ -27,23 +28,52 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 EnvOption = Annotated[
     str, typer.Option("--env", "-e", help=f"Environment: {', '.join(ENVIRONMENTS)}.")
 ]
-
-FEAST_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+UseCaseOption = Annotated[
+    list[str] | None,
+    typer.Option("--use-case", "-u", help="Use case (repeatable); default: every enabled one."),
+]
+LOG_FILE_ENV_VAR = "FEATUREHOUSE_LOG_FILE"
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("featurehouse").setLevel(logging.INFO)
-    # Quiet the libraries' chatter so that the jobs' own one-line results stand out.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import feast  # noqa: F401 - installs warning filters at import; ours must come after
+    """The console shows the jobs' own lines; library logs and warnings go to a log file
+    (`$FEATUREHOUSE_LOG_FILE`, default `.featurehouse/logs/featurehouse.log` in the project).
+    On Databricks everything stays on the console: the job run's output is the log."""
+    import mlflow  # noqa: F401 - configures its loggers at import; ours must come after
+    from mlflow.utils.logging_utils import disable_logging
 
-    warnings.filterwarnings("ignore", message=".*experimental feature in alpha development.*")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", module="sqlalchemy")
+    from featurehouse.config import default_conf_dir
+    from featurehouse.spark import running_on_databricks
+
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console = logging.StreamHandler()
+    console.setFormatter(formatter)
+    ours = logging.getLogger("featurehouse")
+    ours.setLevel(logging.INFO)
+    if running_on_databricks():
+        logging.basicConfig(level=logging.WARNING, handlers=[console], force=True)
+        return
+    log_file = Path(
+        os.environ.get(LOG_FILE_ENV_VAR)
+        or default_conf_dir().resolve().parent / ".featurehouse" / "logs" / "featurehouse.log"
+    )
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(log_file)
+    to_file.setFormatter(formatter)
+    logging.basicConfig(level=logging.INFO, handlers=[to_file], force=True)
+    # Our warnings and errors also reach the console.
+    console.setLevel(logging.WARNING)
+    ours.addHandler(console)
+    for name in ("mlflow", "alembic", "sqlalchemy", "huey"):
+        library = logging.getLogger(name)
+        library.handlers = [to_file]
+        library.setLevel(logging.WARNING)
+    for name in ("py4j", "urllib3", "feast"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    disable_logging()  # MLflow's own prints ("Successfully registered model ...")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
 
 
 def _friendly_errors(command: Callable) -> Callable:
@@ -60,134 +90,89 @@ def _friendly_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def _lake(settings: Settings):
-    from featurehouse.io import Lakehouse
-    from featurehouse.spark import get_spark
+def _selected(settings: Settings, names: list[str] | None) -> Iterator:
+    """The use cases named (or every enabled one), as declarations."""
+    from featurehouse.discovery import load_use_cases
 
-    lake = Lakehouse(get_spark(settings), settings)
-    if settings.is_local:
-        lake.register_tables()
-    return lake
-
-
-# --- jobs ------------------------------------------------------------------------
-
-
-def run_simulate(settings: Settings, out_dir: Path | None = None) -> dict[str, Path]:
-    from featurehouse.datagen.fleet import FleetSpec, simulate_fleet, write_raw_csv
-
-    sim = settings.simulation
-    spec = FleetSpec(machines=sim.machines, start=sim.start, days=sim.days, seed=sim.seed)
-    return write_raw_csv(simulate_fleet(spec), out_dir or settings.storage.raw_dir)
-
-
-def run_ingest(settings: Settings, input_dir: Path | None = None):
-    from featurehouse.ingest import ingest_all
-
-    return ingest_all(_lake(settings), input_dir or settings.storage.raw_dir)
-
-
-def run_features(
-    settings: Settings,
-    *,
-    full: bool = False,
-    start: datetime | None = None,
-    end: datetime | None = None,
-):
-    from featurehouse.features.build import build_feature_tables
-
-    lake = _lake(settings)
-    runs = build_feature_tables(lake, full=full, start=start, end=end)
-    lake.register_tables()
-    return runs
-
-
-def run_apply(settings: Settings) -> list[str]:
-    from featurehouse.store.feast_store import apply_definitions, feature_store
-
-    return apply_definitions(feature_store(settings), settings)
-
-
-def run_materialize(settings: Settings) -> list[str]:
-    """Register the Feast definitions (idempotent), then fill the online store."""
-    from featurehouse.store.feast_store import apply_definitions, feature_store, materialize
-
-    lake = _lake(settings)  # Feast reads through the active, Delta-enabled session
-    store = feature_store(settings)
-    views = apply_definitions(store, settings)
-    materialize(store, lake.spark, FEAST_EPOCH, datetime.now(UTC))
-    return views
-
-
-def run_train(settings: Settings):
-    from featurehouse.training.train import train
-
-    return train(_lake(settings), settings)
-
-
-def run_rebuild_training_set(settings: Settings, run_id: str):
-    from featurehouse.training.dataset import rebuild_training_set
-    from featurehouse.training.registry import configure_mlflow
-
-    lake = _lake(settings)
-    configure_mlflow(settings)
-    return rebuild_training_set(lake, run_id)
-
-
-def run_score(settings: Settings):
-    from featurehouse.scoring import score_fleet
-
-    return score_fleet(_lake(settings), settings)
-
-
-def run_drift(settings: Settings):
-    from featurehouse.monitoring.job import detect_drift, publish_task_value
-
-    report = detect_drift(_lake(settings), settings)
-    publish_task_value("drift_detected", str(report.drifted).lower())
-    return report
-
-
-def run_online(settings: Settings, machine_ids: list[int]) -> dict:
-    from featurehouse.store.feast_store import feature_store, online_features
-
-    return online_features(feature_store(settings), settings, machine_ids)
+    yield from load_use_cases(settings, names or None).values()
 
 
 # --- commands --------------------------------------------------------------------
+
+
+@app.command("use-cases")
+@_friendly_errors
+def use_cases(env: EnvOption = "local") -> None:
+    """List the use cases: entity, feature tables, task, model and where their data land."""
+    from featurehouse.discovery import load_use_case
+    from featurehouse.usecase import format_duration
+
+    settings = load_settings(env)
+    for name, uc_settings in settings.use_cases.items():
+        uc = load_use_case(settings, name)
+        keys = ", ".join(f"{k} {t}" for k, t in uc.entity.keys.items())
+        state = "" if uc_settings.enabled else " (disabled)"
+        typer.echo(f"{uc.name}{state}: {uc.description}")
+        typer.echo(f"  entity     {uc.entity.name} ({keys})")
+        typer.echo(f"  data sets  {', '.join(settings.table(name, d.name) for d in uc.datasets)}")
+        typer.echo(f"  features   {', '.join(settings.table(name, t.name) for t in uc.tables)}")
+        typer.echo(
+            f"  task       {uc.task.kind} of {uc.label.name} over"
+            f" {format_duration(uc.label.horizon)}, every {format_duration(uc.spine.every)}"
+            " per entity"
+        )
+        typer.echo(f"  model      {settings.model_name(name, uc.model_name)}")
+        typer.echo(f"  raw files  {settings.raw_dir(name)}")
 
 
 @app.command()
 @_friendly_errors
 def simulate(
     env: EnvOption = "local",
-    out: Annotated[Path | None, typer.Option(help="Folder for the raw CSV files.")] = None,
+    use_case: UseCaseOption = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the raw files.")] = None,
 ) -> None:
-    """Write a simulated fleet's raw CSV files (Azure predictive-maintenance format)."""
-    paths = run_simulate(load_settings(env), out)
-    typer.echo(f"simulated fleet written to {next(iter(paths.values())).parent}")
+    """Write simulated raw files for the use cases that have a simulator."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        if uc.simulator is None:
+            typer.echo(f"{uc.name}: no simulator (its data are real files)")
+            continue
+        typer.echo(f"{uc.name}: simulated raw files written to {jobs.simulate(settings, uc, out)}")
 
 
 @app.command()
 @_friendly_errors
 def ingest(
     env: EnvOption = "local",
-    input: Annotated[Path | None, typer.Option(help="Folder of raw CSV files.")] = None,
+    use_case: UseCaseOption = None,
+    input: Annotated[Path | None, typer.Option(help="Folder of raw files.")] = None,
 ) -> None:
-    """Raw CSV files -> bronze Delta tables, with a quarantine for refused rows."""
-    for r in run_ingest(load_settings(env), input):
-        typer.echo(
-            f"{r.table}: {r.rows_read} read = {r.accepted} accepted ({r.inserted} new)"
-            f" + {r.quarantined} quarantined {r.quarantine_reasons or ''}"
-        )
-        for file, columns in r.ignored_columns.items():
-            typer.echo(f"  warning: {file}: ignored unknown column(s) {', '.join(columns)}")
+    """Raw files -> bronze Delta tables, with a quarantine for refused rows."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        for r in jobs.ingest(settings, uc, input):
+            if r.files == 0:
+                typer.echo(f"{r.table}: no files, skipped")
+                continue
+            typer.echo(
+                f"{r.table}: {r.rows_read} read = {r.accepted} accepted ({r.inserted} new,"
+                f" {r.updated} updated) + {r.quarantined} quarantined"
+                f" {r.quarantine_reasons or ''}"
+            )
+            for file, columns in r.ignored_columns.items():
+                typer.echo(f"  warning: {file}: ignored unknown column(s) {', '.join(columns)}")
 
 
 @app.command()
 @_friendly_errors
 def features(
     env: EnvOption = "local",
+    use_case: UseCaseOption = None,
     full: Annotated[bool, typer.Option("--full", help="Recompute every row.")] = False,
     start: Annotated[
         datetime | None, typer.Option(help="Backfill rows from this time (UTC) on.")
@@ -195,70 +180,125 @@ def features(
     end: Annotated[datetime | None, typer.Option(help="Backfill rows before this time.")] = None,
 ) -> None:
     """Bronze tables -> Delta feature tables: incremental by default, checked, idempotent."""
-    for run in run_features(load_settings(env), full=full, start=start, end=end):
-        typer.echo(
-            f"{run.table}: {run.mode} ({run.reason}): {run.rows_computed} rows computed ="
-            f" {run.rows_valid} valid ({run.inserted} new, {run.updated} changed)"
-            f" + {run.rows_quarantined} quarantined"
-        )
-        for warning in run.warnings:
-            typer.echo(f"  warning: {warning}")
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        for run in jobs.features(settings, uc, full=full, start=start, end=end):
+            typer.echo(
+                f"{run.table}: {run.mode} ({run.reason}): {run.rows_computed} rows computed ="
+                f" {run.rows_valid} valid ({run.inserted} new, {run.updated} changed)"
+                f" + {run.rows_quarantined} quarantined"
+            )
+            for warning in run.warnings:
+                typer.echo(f"  warning: {warning}")
 
 
 @app.command()
 @_friendly_errors
-def apply(env: EnvOption = "local") -> None:
-    """Register entities, feature views and the feature service in Feast."""
-    typer.echo("registered feature views " + ", ".join(run_apply(load_settings(env))))
+def apply(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
+    """Register entities, feature views and feature services in Feast."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        typer.echo(f"{uc.name}: registered feature views {', '.join(jobs.apply(settings, uc))}")
 
 
 @app.command()
 @_friendly_errors
-def materialize(env: EnvOption = "local") -> None:
-    """Load the newest features of every machine into the online store."""
-    views = run_materialize(load_settings(env))
-    typer.echo("materialized the online store: " + ", ".join(views))
+def materialize(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
+    """Load the newest features of every entity into the online store."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        views = jobs.materialize(settings, uc)
+        typer.echo(f"{uc.name}: materialized {', '.join(views)}")
 
 
 @app.command()
 @_friendly_errors
-def train(env: EnvOption = "local") -> None:
+def train(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
     """Point-in-time training set -> model -> MLflow run, registry, champion/challenger."""
-    result = run_train(load_settings(env))
-    metrics = ", ".join(f"{k} {v:.3f}" for k, v in result.test_metrics.items())
-    typer.echo(
-        f"model version {result.model.version} (run {result.run_id}): {metrics};"
-        f" champion is version {result.champion_version}"
-    )
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        result = jobs.train(settings, uc)
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in result.test_metrics.items())
+        typer.echo(
+            f"{uc.name}: model version {result.model.version} (run {result.run_id}): {metrics};"
+            f" champion is version {result.champion_version}"
+        )
 
 
 @app.command()
 @_friendly_errors
-def score(env: EnvOption = "local") -> None:
-    """Score every machine's newest features with the champion model."""
-    r = run_score(load_settings(env))
-    typer.echo(f"scored {r.machines} machines with model version {r.model_version}")
+def score(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
+    """Score every entity's newest features with the champion model."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        r = jobs.score(settings, uc)
+        typer.echo(f"{uc.name}: scored {r.entities} entities with model version {r.model_version}")
 
 
 @app.command()
 @_friendly_errors
-def drift(env: EnvOption = "local") -> None:
+def drift(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
     """Compare the newest window with the champion's training reference."""
-    report = run_drift(load_settings(env))
-    verdict = "DRIFT" if report.drifted else "no drift"
-    typer.echo(f"{verdict}: drifted columns {report.drifted_columns or 'none'}")
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        report = jobs.drift(settings, uc)
+        verdict = "DRIFT" if report.drifted else "no drift"
+        typer.echo(f"{uc.name}: {verdict}: drifted columns {report.drifted_columns or 'none'}")
+
+
+def _parse_keys(values: list[str], key_names: list[str]) -> dict[str, str]:
+    """`name=value` pairs; a bare value names the only key of a single-key entity."""
+    parsed = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep:
+            if len(key_names) != 1:
+                raise FeaturehouseError(
+                    f"give each key as name=value ({', '.join(key_names)}), not {value!r}"
+                )
+            name, text = key_names[0], value
+        parsed[name.strip()] = text.strip()
+    return parsed
 
 
 @app.command()
 @_friendly_errors
 def online(
-    machine_id: Annotated[list[int], typer.Option("--machine-id", "-m", help="Machine id(s).")],
+    key: Annotated[
+        list[str], typer.Option("--key", "-k", help="An entity key as name=value (repeatable).")
+    ],
     env: EnvOption = "local",
+    use_case: Annotated[str, typer.Option("--use-case", "-u", help="The use case.")] = "",
 ) -> None:
-    """Read a machine's features from the online store."""
-    values = run_online(load_settings(env), machine_id)
-    for name, column in values.items():
-        typer.echo(f"{name}: {column}")
+    """Read one entity's features from the online store."""
+    from featurehouse import jobs
+    from featurehouse.discovery import load_use_case
+
+    settings = load_settings(env)
+    name = use_case or _only_use_case(settings)
+    uc = load_use_case(settings, name)
+    values = jobs.online(settings, uc, [_parse_keys(key, list(uc.keys))])
+    for feature, column in values.items():
+        typer.echo(f"{feature}: {column}")
+
+
+def _only_use_case(settings: Settings) -> str:
+    names = settings.enabled_use_cases
+    if len(names) != 1:
+        raise FeaturehouseError(f"choose a use case with --use-case: {', '.join(names)}")
+    return names[0]
 
 
 training_set_app = typer.Typer(no_args_is_help=True, help="Training sets of MLflow runs.")
@@ -269,13 +309,18 @@ app.add_typer(training_set_app, name="training-set")
 @_friendly_errors
 def rebuild_training_set(
     run_id: Annotated[str, typer.Option("--run-id", help="The MLflow run that trained on it.")],
+    use_case: Annotated[str, typer.Option("--use-case", "-u", help="The use case.")],
     env: EnvOption = "local",
     output: Annotated[
         Path | None, typer.Option(help="Write the rebuilt set as Parquet here.")
     ] = None,
 ) -> None:
     """Rebuild a run's training set exactly, through Delta time travel."""
-    frame = run_rebuild_training_set(load_settings(env), run_id)
+    from featurehouse import jobs
+    from featurehouse.discovery import load_use_case
+
+    settings = load_settings(env)
+    frame = jobs.rebuild_training_set(settings, load_use_case(settings, use_case), run_id)
     if output is not None:
         frame.write.mode("overwrite").parquet(str(output))
     typer.echo(
@@ -288,16 +333,20 @@ def rebuild_training_set(
 @_friendly_errors
 def pipeline(
     env: EnvOption = "local",
+    use_case: UseCaseOption = None,
     simulate_data: Annotated[
-        bool, typer.Option("--simulate/--no-simulate", help="Write a simulated fleet first.")
+        bool, typer.Option("--simulate/--no-simulate", help="Write simulated raw files first.")
     ] = True,
 ) -> None:
-    """Run every job in order: simulate, ingest, features, apply, materialize, train, score, drift."""
-    from featurehouse.summary import pipeline_summary, run_pipeline
+    """Run every job in order for each use case: simulate, ingest, features, materialize,
+    train, score, drift (and retrain on drift)."""
+    from featurehouse.jobs import run_pipelines
+    from featurehouse.summary import pipeline_summary
 
     settings = load_settings(env)
-    outcome = run_pipeline(settings, simulate_data=simulate_data, step=typer.echo)
-    typer.echo(pipeline_summary(settings, outcome))
+    chosen = list(_selected(settings, use_case))
+    outcomes = run_pipelines(settings, chosen, simulate_data=simulate_data, step=typer.echo)
+    typer.echo(pipeline_summary(settings, chosen, outcomes))
 
 
 def main() -> None:

@@ -1,24 +1,56 @@
-"""Typed settings: `conf/base.yml` deep-merged with `conf/<env>.yml`, validated once.
+"""Typed settings: `conf/base.yml`, each use case's `conf/use_cases/<name>.yml` and
+`conf/<env>.yml`, deep-merged in that order and validated once.
 
-Every name of a table, model, experiment or path comes from here. Settings are
-frozen and passed explicitly; no module reads configuration by itself.
+Every name of a table, model, experiment or path comes from here. Settings are frozen
+and passed explicitly; no module reads configuration by itself.
+
+A use case's settings start from `use_case_defaults` in base.yml, then its own file,
+then the environment file's `use_cases.<name>` block. Which use cases exist: those with a
+file in `conf/use_cases/`, those named in an environment file or in overrides, and those
+installed under the `featurehouse.use_cases` entry-point group.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
-from featurehouse.errors import ConfigError
+from featurehouse.errors import ConfigError, DeclarationError
 
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
 CONF_DIR_ENV_VAR = "FEATUREHOUSE_CONF_DIR"
 ENV_ENV_VAR = "FEATUREHOUSE_ENV"
+ENTRY_POINT_GROUP = "featurehouse.use_cases"
+USE_CASE_DIR = "use_cases"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _duration(value: Any) -> Any:
+    from featurehouse.usecase import duration
+
+    if isinstance(value, str):
+        try:
+            return duration(value)
+        except DeclarationError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class _Strict(BaseModel):
@@ -33,85 +65,43 @@ class SparkSettings(_Strict):
 
 class StorageSettings(_Strict):
     root: Path | None = None
+    # Each use case's raw files land in a folder of its name under here (unless it sets raw_dir).
     raw_dir: Path
     # Where the feature job stages each batch before checking and publishing it.
     staging_dir: Path
 
 
 class TableNames(_Strict):
-    machines: str
-    telemetry: str
-    errors: str
-    maintenance: str
-    failures: str
+    """The framework's own tables, one of each in every use case's schema, so that the run
+    records of two use cases never mix."""
+
     quarantine: str
-    machine_attributes: str
-    telemetry_features: str
-    error_features: str
-    maintenance_features: str
+    feature_watermarks: str
+    data_quality: str
     predictions: str
     drift_metrics: str
-    data_quality: str
-    feature_watermarks: str
 
     @field_validator("*")
     @classmethod
-    def _schema_dot_table(cls, name: str) -> str:
-        parts = name.split(".")
-        if len(parts) != 2 or not all(p.isidentifier() for p in parts):
-            raise ValueError(f"expected 'schema.table', got {name!r}")
+    def _identifier(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError(f"expected a table name (lower-case letters, digits, _), got {name!r}")
         return name
 
 
-class SimulationSettings(_Strict):
-    machines: int = Field(ge=1)
-    start: datetime
-    days: int = Field(ge=1)
-    seed: int
-
-
-class ModelSettings(_Strict):
-    learning_rate: float = Field(gt=0)
-    max_iter: int = Field(ge=1)
-    max_leaf_nodes: int = Field(ge=2)
-    random_state: int
-
-
 class TrainingSettings(_Strict):
-    label_horizon_hours: int = Field(ge=1)
-    entity_stride_hours: int = Field(ge=1)
     validation_fraction: float = Field(gt=0, lt=0.5)
     test_fraction: float = Field(gt=0, lt=0.5)
-    model: ModelSettings
-    promotion_metric: str
+    # The metric that decides promotion; null: the task's first metric of choice.
+    promotion_metric: str | None = None
+    # The challenger must beat the champion by at least this much to take over.
     min_improvement: float = Field(ge=0)
     reference_sample_rows: int = Field(ge=100)
-
-    @field_validator("promotion_metric")
-    @classmethod
-    def _known_metric(cls, metric: str) -> str:
-        allowed = ("pr_auc", "roc_auc", "f1", "precision", "recall")
-        if metric not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
-        return metric
-
-
-class MlflowSettings(_Strict):
-    tracking_uri: str
-    registry_uri: str
-    experiment: str
-    model_name: str
-
-
-class FeastSettings(_Strict):
-    repo_path: Path
-    feature_service: str
-    # The folder of the file registry and the SQLite online store (a volume on Databricks).
-    store_dir: Path
+    random_state: int = 7
 
 
 class DriftSettings(_Strict):
-    window_hours: int = Field(ge=1)
+    window: Duration
     sample_rows: int = Field(ge=100)
     psi: float = Field(gt=0)
     ks_pvalue: float = Field(gt=0, lt=1)
@@ -120,13 +110,48 @@ class DriftSettings(_Strict):
     retrain_on_drift: bool
 
 
+class UseCaseSettings(_Strict):
+    """One use case's settings; names left null are derived from its name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str
+    # "package.module:ATTRIBUTE" of its `UseCase`, when it is not an installed entry point.
+    declaration: str | None = None
+    enabled: bool = True
+    # The schema (database) of its tables; default: its name.
+    lakehouse_schema: str | None = Field(None, alias="schema")
+    raw_dir: Path | None = None
+    model_name: str | None = None
+    experiment: str | None = None
+    feature_service: str | None = None
+    simulation: dict[str, Any] = {}
+    # Hyper-parameters handed to the use case's model factory.
+    model: dict[str, Any] = {}
+    training: TrainingSettings
+    drift: DriftSettings
+
+
+class MlflowSettings(_Strict):
+    tracking_uri: str
+    registry_uri: str
+    # Each use case's experiment is <experiment_root>/<use case>.
+    experiment_root: str
+
+
+class FeastSettings(_Strict):
+    repo_path: Path
+    # The folder of the file registry and the SQLite online store (a volume on Databricks).
+    store_dir: Path
+
+
 class QualitySettings(_Strict):
-    # Raw events outside [earliest_timestamp, now + max_future_minutes] are quarantined.
+    # Raw events outside [earliest_timestamp, now + max_future] are quarantined.
     earliest_timestamp: datetime
-    max_future_minutes: int = Field(ge=0)
+    max_future: Duration
     # A feature table whose newest row is older than this fails its freshness check
     # (null: not checked, e.g. for simulated history).
-    max_staleness_hours: int | None = Field(None, ge=1)
+    max_staleness: Duration | None = None
 
 
 class LayoutSettings(_Strict):
@@ -146,22 +171,53 @@ class Settings(_Strict):
     storage: StorageSettings
     catalog: str | None
     tables: TableNames
-    simulation: SimulationSettings
-    training: TrainingSettings
     mlflow: MlflowSettings
     feast: FeastSettings
-    drift: DriftSettings
     quality: QualitySettings
     layout: LayoutSettings
-
-    def table(self, key: str) -> str:
-        """The full table name for a key of `tables`, with the catalog where there is one."""
-        name = getattr(self.tables, key)
-        return f"{self.catalog}.{name}" if self.catalog else name
+    use_cases: dict[str, UseCaseSettings]
 
     @property
     def is_local(self) -> bool:
         return self.storage.root is not None
+
+    @property
+    def enabled_use_cases(self) -> list[str]:
+        return [name for name, uc in self.use_cases.items() if uc.enabled]
+
+    def use_case(self, name: str) -> UseCaseSettings:
+        try:
+            return self.use_cases[name]
+        except KeyError:
+            known = ", ".join(self.use_cases) or "none"
+            raise ConfigError(f"unknown use case {name!r}: known use cases are {known}") from None
+
+    def schema_of(self, use_case: str) -> str:
+        return self.use_case(use_case).lakehouse_schema or use_case
+
+    def table(self, use_case: str, key: str) -> str:
+        """The full name of a use case's table: `[catalog.]schema.table`.
+
+        `key` is a data set or feature table name, or a key of `tables` (the framework's own).
+        """
+        name = getattr(self.tables, key, key)
+        schema = self.schema_of(use_case)
+        return f"{self.catalog}.{schema}.{name}" if self.catalog else f"{schema}.{name}"
+
+    def model_name(self, use_case: str, declared: str) -> str:
+        """The registered model: `[catalog.]schema.model`, as Unity Catalog names models."""
+        name = self.use_case(use_case).model_name or declared
+        schema = self.schema_of(use_case)
+        return f"{self.catalog}.{schema}.{name}" if self.catalog else f"{schema}.{name}"
+
+    def experiment(self, use_case: str) -> str:
+        return self.use_case(use_case).experiment or f"{self.mlflow.experiment_root}/{use_case}"
+
+    def feature_service(self, use_case: str) -> str:
+        return self.use_case(use_case).feature_service or use_case
+
+    def raw_dir(self, use_case: str) -> Path:
+        return self.use_case(use_case).raw_dir or self.storage.raw_dir / use_case
 
     @property
     def feast_repo(self) -> Path:
@@ -190,6 +246,11 @@ def default_conf_dir() -> Path:
     return package_dir / "_conf"
 
 
+def installed_use_cases() -> dict[str, str]:
+    """Use cases installed as entry points: name -> "module:attribute" (nothing is imported)."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def load_settings(
     env: str | None = None,
     conf_dir: Path | None = None,
@@ -204,31 +265,65 @@ def load_settings(
     if env not in ENVIRONMENTS:
         raise ConfigError(f"unknown environment {env!r}: choose one of {', '.join(ENVIRONMENTS)}")
     conf_dir = (conf_dir or default_conf_dir()).resolve()
-    sources = [(conf_dir / "base.yml", _read_yaml(conf_dir / "base.yml"))]
+    base_file = conf_dir / "base.yml"
+    base = _read_yaml(base_file)
+    defaults = base.pop("use_case_defaults", {})
+    layers = [(base_file, base)]
+    for path in sorted((conf_dir / USE_CASE_DIR).glob("*.yml")):
+        layers.append((path, {"use_cases": {path.stem: _read_yaml(path)}}))
     env_file = conf_dir / f"{env}.yml"
     if env_file.exists():
-        sources.append((env_file, _read_yaml(env_file)))
+        layers.append((env_file, _read_yaml(env_file)))
     if overrides:
-        sources.append((Path("<overrides>"), overrides))
+        layers.append((Path("<overrides>"), overrides))
 
+    names = set(installed_use_cases())
+    for _, data in layers:
+        names |= set(data.get("use_cases") or {})
+    names = sorted(names)
+    # Every use case starts from the defaults; a bad default is reported against base.yml.
+    sources = [(base_file, {"use_cases": {name: defaults for name in names}}), *layers]
     merged: dict[str, Any] = {}
     for _, data in sources:
         merged = deep_merge(merged, data)
-    project_root = conf_dir.parent
+    merged.setdefault("use_cases", {})
+    for name in names:
+        merged["use_cases"][name] = {**(merged["use_cases"][name] or {}), "name": name}
     merged["env"] = env
-    merged["project_root"] = project_root
+    merged["project_root"] = conf_dir.parent
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc, sources)) from None
+    bad_names = [n for n in names if not _NAME.match(n)]
+    if bad_names:
+        raise ConfigError(f"use case names {bad_names}: use lower-case letters, digits and _")
     return _resolve_local_paths(settings)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"configuration file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -290,7 +385,13 @@ def _resolve_local_paths(settings: Settings) -> Settings:
             "registry_uri": _absolute_sqlite_uri(settings.mlflow.registry_uri, root),
         }
     )
-    return settings.model_copy(update={"storage": storage, "feast": feast, "mlflow": mlflow})
+    use_cases = {
+        name: uc.model_copy(update={"raw_dir": absolute(uc.raw_dir) if uc.raw_dir else None})
+        for name, uc in settings.use_cases.items()
+    }
+    return settings.model_copy(
+        update={"storage": storage, "feast": feast, "mlflow": mlflow, "use_cases": use_cases}
+    )
 
 
 def _absolute_sqlite_uri(uri: str, root: Path) -> str:

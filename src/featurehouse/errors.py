@@ -11,8 +11,16 @@ class ConfigError(FeaturehouseError):
     """Configuration that cannot be loaded or does not validate."""
 
 
+class DeclarationError(FeaturehouseError):
+    """A use case declaration that contradicts itself or the project (an unknown key or table)."""
+
+
 class InputDataError(FeaturehouseError):
     """A raw input folder or file that cannot be ingested as it is."""
+
+
+class TableNotFoundError(FeaturehouseError):
+    """A table a job reads has not been written yet."""
 
 
 class SourceSchemaError(FeaturehouseError):

@@ -1,12 +1,14 @@
-"""Raw CSV files -> bronze Delta tables, with enforced schemas and a quarantine.
+"""Raw files -> bronze Delta tables, for any declared `RawDataset`, with a quarantine.
 
-Every raw row ends in exactly one place: its bronze table, or the quarantine table
-with the reason it was refused. Loading is a Delta MERGE on the natural key, so
-ingesting the same files twice adds nothing.
+Every raw row ends in exactly one place: its bronze table, the quarantine table with
+the reason it was refused, or (for a data set with a `version` column) nowhere because
+a newer version of the same row came in the same batch; the report counts all three,
+so they reconcile with the rows read. Loading is a Delta MERGE on the natural keys, so
+ingesting the same files twice changes nothing.
 
-Columns are found by name in each file's header, so their order may change and
-unknown extra columns are ignored (and reported); a missing column fails the run
-before anything is written.
+Columns are found by name in each file's header (or Parquet schema), so their order may
+change and unknown extra columns are ignored (and reported); every file of a run is
+checked before anything is written, and a missing column fails the run there.
 """
 
 from __future__ import annotations
@@ -17,94 +19,44 @@ import gzip
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pyspark.sql.functions as F
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import types as T
 
 from featurehouse.config import QualitySettings
-from featurehouse.errors import InputDataError
+from featurehouse.errors import DeclarationError, InputDataError
 from featurehouse.io import Lakehouse
+from featurehouse.usecase import Column, Csv, DateAndHour, Parquet, RawDataset, UseCase
 
 log = logging.getLogger(__name__)
 
-RAW_TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
 # Excel and some exporters start UTF-8 files with a byte-order mark.
 BOM = "\ufeff"
-
-
-@dataclass(frozen=True)
-class RawColumn:
-    raw: str
-    name: str
-    kind: str  # "timestamp", "int", "double" or "string"
-
-
-@dataclass(frozen=True)
-class RawDataset:
-    """One raw data set: where its files are, the columns it needs, and its bronze table."""
-
-    table_key: str
-    file_prefix: str
-    columns: tuple[RawColumn, ...]
-    keys: tuple[str, ...]
-
-    @property
-    def header(self) -> tuple[str, ...]:
-        return tuple(c.raw for c in self.columns)
-
-    @property
-    def file_pattern(self) -> str:
-        return f"{self.file_prefix}*.csv*"
-
-
-_TS = RawColumn("datetime", "timestamp", "timestamp")
-_MACHINE = RawColumn("machineID", "machine_id", "int")
-
-RAW_DATASETS: tuple[RawDataset, ...] = (
-    RawDataset(
-        "machines",
-        "PdM_machines",
-        (_MACHINE, RawColumn("model", "model", "string"), RawColumn("age", "age", "int")),
-        ("machine_id",),
-    ),
-    RawDataset(
-        "telemetry",
-        "PdM_telemetry",
-        (
-            _TS,
-            _MACHINE,
-            RawColumn("volt", "volt", "double"),
-            RawColumn("rotate", "rotate", "double"),
-            RawColumn("pressure", "pressure", "double"),
-            RawColumn("vibration", "vibration", "double"),
-        ),
-        ("machine_id", "timestamp"),
-    ),
-    RawDataset(
-        "errors",
-        "PdM_errors",
-        (_TS, _MACHINE, RawColumn("errorID", "error_id", "string")),
-        ("machine_id", "timestamp", "error_id"),
-    ),
-    RawDataset(
-        "maintenance",
-        "PdM_maint",
-        (_TS, _MACHINE, RawColumn("comp", "component", "string")),
-        ("machine_id", "timestamp", "component"),
-    ),
-    RawDataset(
-        "failures",
-        "PdM_failures",
-        (_TS, _MACHINE, RawColumn("failure", "component", "string")),
-        ("machine_id", "timestamp", "component"),
-    ),
-)
+WHITESPACE = "whitespace"
+DEFAULT_FORMATS = {"timestamp": "yyyy-MM-dd HH:mm:ss", "date": "yyyy-MM-dd"}
+QUARANTINE_KEYS = ("dataset", "source_file", "record", "reason")
+DUPLICATE = "duplicate key"
+_UNPARSABLE = {
+    "bigint": "non-integer",
+    "double": "non-numeric",
+    "boolean": "non-boolean",
+    "timestamp": "unparsable",
+    "date": "unparsable",
+}
+_TEMPORAL = (T.TimestampType, T.TimestampNTZType, T.DateType)
+_FRACTIONAL = (T.FloatType, T.DoubleType, T.DecimalType)
 
 
 @dataclass(frozen=True)
 class IngestReport:
+    """What one data set's ingestion did. `files == 0`: no files in the folder, skipped."""
+
     table: str
     files: int
     rows_read: int
@@ -114,18 +66,53 @@ class IngestReport:
     quarantine_reasons: dict[str, int]
     # File name -> header columns the data set does not use (ignored, not loaded).
     ignored_columns: dict[str, tuple[str, ...]]
+    # Stored rows replaced by a greater `version` of the same keys.
+    updated: int = 0
+    # Rows of this batch that a greater `version` of the same keys in the batch replaced.
+    superseded: int = 0
+    dataset: str = ""
+    pattern: str = ""
+
+    @property
+    def skipped(self) -> bool:
+        return self.files == 0
 
     def reconciles(self) -> bool:
-        return self.rows_read == self.accepted + self.quarantined
+        return self.rows_read == self.accepted + self.superseded + self.quarantined
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"{self.dataset}: no files ({self.pattern}), skipped"
+        superseded = f" + {self.superseded} superseded" if self.superseded else ""
+        return (
+            f"{self.table}: {self.rows_read} rows read = {self.accepted} accepted"
+            f" ({self.inserted} new, {self.updated} updated){superseded}"
+            f" + {self.quarantined} quarantined"
+        )
 
 
 @dataclass(frozen=True)
 class RawFile:
-    """A raw file and the header found on its first line."""
+    """A raw file and the columns it has, checked before any Spark job reads it."""
 
     path: Path
-    header_line: str  # as read, so that this line can be left out when reading the data
+    # As named in the file: its header, the format's `names`, or its Parquet schema.
     columns: tuple[str, ...]
+    # The header as read, so that this line can be left out of the data; None without one.
+    header_line: str | None = None
+    # Parquet column types: files of one schema are read together.
+    types: tuple[str, ...] = ()
+
+    @property
+    def group(self) -> object:
+        """Files read by one Spark reader: those that name (and type) their columns alike."""
+        return (self.header_line, self.columns, self.types)
+
+    @property
+    def described(self) -> str:
+        if self.header_line is not None:
+            return f"header: {self.header_line}"
+        return f"columns: {', '.join(self.columns)}"
 
 
 @dataclass(frozen=True)
@@ -141,25 +128,31 @@ class TimestampRange:
 
     @classmethod
     def around(cls, now: datetime, quality: QualitySettings) -> TimestampRange:
-        return cls(quality.earliest_timestamp, now + timedelta(minutes=quality.max_future_minutes))
+        return cls(quality.earliest_timestamp, now + quality.max_future)
+
+
+# ---------------------------------------------------------------------------------------
+# Finding and checking files (plain Python: nothing is written before all files pass)
 
 
 def find_raw_files(input_dir: Path, dataset: RawDataset) -> list[RawFile]:
-    """The data set's files in `input_dir`, each checked to be CSV text with every needed column."""
+    """The data set's files in `input_dir` (maybe none), each checked to match its format."""
     if not input_dir.is_dir():
         raise InputDataError(f"input folder not found: {input_dir}")
-    paths = sorted(input_dir.glob(dataset.file_pattern))
-    if not paths:
-        raise InputDataError(
-            f"no {dataset.table_key} files ({dataset.file_pattern}) in {input_dir}"
-        )
-    files = [read_header(path) for path in paths]
+    paths = sorted(p for p in input_dir.glob(dataset.pattern) if p.is_file())
+    files = [inspect_file(path, dataset.format) for path in paths]
     for raw_file in files:
         check_columns(raw_file, dataset)
     return files
 
 
-def read_header(path: Path) -> RawFile:
+def inspect_file(path: Path, file_format: Csv | Parquet) -> RawFile:
+    if isinstance(file_format, Parquet):
+        return _inspect_parquet(path)
+    return _inspect_text(path, file_format)
+
+
+def _inspect_text(path: Path, file_format: Csv) -> RawFile:
     gzipped = path.suffix == ".gz"
     opener = gzip.open if gzipped else open
     try:
@@ -169,12 +162,20 @@ def read_header(path: Path) -> RawFile:
             _read_to_the_end(path)
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         raise InputDataError(f"{path}: cannot be read as CSV text ({exc})") from None
+    if not file_format.header:
+        return RawFile(path, tuple(file_format.names))
     # Hadoop's line reader drops a UTF-8 byte-order mark too, so the lines will match.
     header_line = first_line.rstrip("\r\n").removeprefix(BOM)
     if not header_line.strip():
         raise InputDataError(f"{path}: empty file (no header line)")
-    names = next(csv.reader([header_line]))
-    return RawFile(path, header_line, tuple(name.strip() for name in names))
+    return RawFile(path, split_header(header_line, file_format), header_line)
+
+
+def split_header(line: str, file_format: Csv) -> tuple[str, ...]:
+    if file_format.delimiter == WHITESPACE:
+        return tuple(name.strip('"') for name in line.split())
+    names = next(csv.reader([line], delimiter=_separator(file_format)))
+    return tuple(name.strip() for name in names)
 
 
 def _read_to_the_end(path: Path) -> None:
@@ -184,15 +185,31 @@ def _read_to_the_end(path: Path) -> None:
             pass
 
 
+def _inspect_parquet(path: Path) -> RawFile:
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputDataError(f"{path}: cannot be read as Parquet ({exc})") from None
+    # Spark 4 refuses the whole file (any column) when a timestamp is in nanoseconds.
+    nanos = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+    if nanos:
+        raise InputDataError(
+            f"{path}: column(s) {', '.join(nanos)} hold nanosecond timestamps, which Spark"
+            " cannot read: write them in microseconds"
+        )
+    return RawFile(path, tuple(schema.names), types=tuple(str(f.type) for f in schema))
+
+
 def check_columns(raw_file: RawFile, dataset: RawDataset) -> None:
-    """Fail, naming the file, unless each column the data set needs is in the header once."""
-    missing = [name for name in dataset.header if name not in raw_file.columns]
+    """Fail, naming the file, unless each column the data set reads is in the file once."""
+    needed = _needed(dataset)
+    missing = [name for name in needed if name not in raw_file.columns]
     if missing:
         raise InputDataError(
             f"{raw_file.path}: missing required column(s) {', '.join(missing)}"
-            f" (header: {raw_file.header_line})"
+            f" ({raw_file.described})"
         )
-    repeated = [name for name in dataset.header if raw_file.columns.count(name) > 1]
+    repeated = [name for name in needed if raw_file.columns.count(name) > 1]
     if repeated:
         raise InputDataError(
             f"{raw_file.path}: column(s) {', '.join(repeated)} appear more than once in the header"
@@ -200,72 +217,167 @@ def check_columns(raw_file: RawFile, dataset: RawDataset) -> None:
 
 
 def unknown_columns(raw_file: RawFile, dataset: RawDataset) -> tuple[str, ...]:
-    return tuple(name for name in raw_file.columns if name not in dataset.header)
+    if raw_file.header_line is None and isinstance(dataset.format, Csv):
+        return ()  # the format's `names` are declared, so none is unknown
+    needed = _needed(dataset)
+    return tuple(name for name in raw_file.columns if name not in needed)
 
 
-def field_count(line: Column) -> Column:
-    """Fields in a CSV line: its commas outside quoted values, plus one."""
-    unquoted = F.regexp_replace(line, '"[^"]*"', "")
-    return F.size(F.split(unquoted, ",", -1))
+def _needed(dataset: RawDataset) -> list[str]:
+    return list(dict.fromkeys(c.raw_name for c in dataset.file_columns))
 
 
-def read_raw_csv(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset) -> DataFrame:
-    """One row per data line: the needed columns' text, the line itself and its field count.
+def _separator(file_format: Csv) -> str:
+    """The one character between fields (whitespace runs are rewritten to one space)."""
+    if file_format.delimiter == WHITESPACE:
+        return " "
+    if len(file_format.delimiter) != 1:
+        raise DeclarationError(
+            f"CSV delimiter {file_format.delimiter!r}: use one character or 'whitespace'"
+        )
+    return file_format.delimiter
 
-    Spark's CSV reader is not used: it maps a schema to columns by position, and in
-    PERMISSIVE mode it pads short lines and cuts long ones without a word whenever
-    column pruning applies (it does once the unused columns are left out). Reading
-    lines and parsing them with `from_csv` keeps every line and its true width.
-    """
-    by_header: dict[str, list[RawFile]] = {}
+
+# ---------------------------------------------------------------------------------------
+# Reading: one row per raw row, each declared file column as text (`_raw_<name>`)
+
+
+def _raw(column: Column) -> str:
+    return f"_raw_{column.name}"
+
+
+def _native(column: Column) -> str:
+    """A value the file already typed (Parquet), used instead of parsing its text."""
+    return f"_native_{column.name}"
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def read_raw(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset) -> DataFrame:
+    """One row per raw row: the columns' raw text, the line, its width, its file and position."""
+    groups: dict[object, list[RawFile]] = {}
     for raw_file in files:
-        by_header.setdefault(raw_file.header_line, []).append(raw_file)
-    frames = [_read_same_header(lake, group, dataset) for group in by_header.values()]
+        groups.setdefault(raw_file.group, []).append(raw_file)
+    read = _read_parquet if isinstance(dataset.format, Parquet) else _read_text
+    frames = [read(lake, group, dataset) for group in groups.values()]
     return functools.reduce(DataFrame.unionByName, frames)
 
 
-def _read_same_header(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset) -> DataFrame:
-    header = files[0]
-    positional = ", ".join(f"_c{i} STRING" for i in range(len(header.columns)))
-    fields = F.from_csv(F.col("_line"), positional)
-    lines = (
-        lake.spark.read.text([str(f.path) for f in files])
-        .select(
-            F.col("value").alias("_line"),
-            F.col("_metadata.file_path").alias("_source_file"),
-        )
+def _with_origin(rows: DataFrame) -> DataFrame:
+    return (
+        rows.withColumn("_source_file", F.col("_metadata.file_path"))
         # Increases with the position in each file: "first seen" for duplicate keys.
         .withColumn("_position", F.monotonically_increasing_id())
     )
+
+
+def normalized_line(line: SparkColumn, file_format: Csv) -> SparkColumn:
+    """The line as `from_csv` reads it: runs of whitespace become one separator."""
+    if file_format.delimiter != WHITESPACE:
+        return line
+    trimmed = F.regexp_replace(line, r"^\s+|\s+$", "")
+    return F.regexp_replace(trimmed, r"\s+", _separator(file_format))
+
+
+def field_count(line: SparkColumn, separator: str) -> SparkColumn:
+    """Fields in a delimited line: its separators outside quoted values, plus one."""
+    unquoted = F.regexp_replace(line, '"[^"]*"', "")
+    # A backslash makes any non-letter literal in a Java regex.
+    pattern = separator if separator.isalnum() else "\\" + separator
+    return F.size(F.split(unquoted, pattern, -1))
+
+
+def _read_text(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset) -> DataFrame:
+    """Spark's CSV reader is not used: it maps a schema to columns by position, and in
+    PERMISSIVE mode it pads short lines and cuts long ones without a word whenever
+    column pruning applies. Reading lines and parsing them with `from_csv` keeps every
+    line and its true width.
+    """
+    file_format = dataset.format
+    first = files[0]
+    separator = _separator(file_format)
+    positional = ", ".join(f"_c{i} STRING" for i in range(len(first.columns)))
+    lines = _with_origin(lake.spark.read.text([str(f.path) for f in files]))
+    text = normalized_line(F.col("value"), file_format)
+    fields = F.from_csv(text, positional, {"sep": separator})
     # Blank lines are not rows (as in Spark's CSV reader), and the header is not data.
-    is_data = (F.trim("_line") != "") & (F.col("_line") != header.header_line)
+    blank = F.trim(text) == ""
+    is_data = (
+        ~blank if first.header_line is None else ~blank & (F.col("value") != first.header_line)
+    )
+    file_columns = dataset.file_columns
     return lines.where(is_data).select(
-        *[fields[f"_c{header.columns.index(c.raw)}"].alias(c.raw) for c in dataset.columns],
-        "_line",
-        field_count(F.col("_line")).alias("_fields"),
-        F.lit(len(header.columns)).alias("_header_fields"),
+        *[fields[f"_c{first.columns.index(c.raw_name)}"].alias(_raw(c)) for c in file_columns],
+        *[F.lit(None).cast(c.dtype).alias(_native(c)) for c in file_columns],
+        F.col("value").alias("_line"),
+        field_count(text, separator).alias("_fields"),
+        F.lit(len(first.columns)).alias("_header_fields"),
         "_source_file",
         "_position",
     )
 
 
-def _raw(column: RawColumn) -> Column:
-    """The untouched text of a raw column (its name may equal the parsed column's)."""
-    return F.col(f"_raw_{column.raw}")
+def _read_parquet(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset) -> DataFrame:
+    """Parquet rows have no line: each column's value as text is what a CSV line would hold."""
+    rows = _with_origin(lake.spark.read.parquet(*[str(f.path) for f in files]))
+    types = {f.name: f.dataType for f in rows.schema.fields}
+    file_columns = dataset.file_columns
+    return rows.select(
+        *[F.col(_quoted(c.raw_name)).cast("string").alias(_raw(c)) for c in file_columns],
+        *[_typed(c, types[c.raw_name]).alias(_native(c)) for c in file_columns],
+        F.lit(None).cast("string").alias("_line"),
+        F.lit(0).alias("_fields"),
+        F.lit(0).alias("_header_fields"),
+        "_source_file",
+        "_position",
+    )
 
 
-def _parsed(column: RawColumn) -> Column:
-    raw = F.trim(_raw(column))
-    if column.kind == "timestamp":
-        return F.try_to_timestamp(raw, F.lit(RAW_TIMESTAMP_FORMAT))
-    if column.kind == "int":
-        return raw.try_cast("bigint")
-    if column.kind == "double":
-        return raw.try_cast("double")
-    return F.when(raw != "", raw)
+def _typed(column: Column, source: T.DataType) -> SparkColumn:
+    """The Parquet value when its type says more than its text would, else null."""
+    value = F.col(_quoted(column.raw_name))
+    if column.dtype in ("timestamp", "date") and isinstance(source, _TEMPORAL):
+        return value.cast(column.dtype)
+    if column.dtype == "bigint" and isinstance(source, _FRACTIONAL):
+        # pandas writes an integer column with gaps as floats: 3.0 is the integer 3.
+        return F.when(value % 1 == 0, value.try_cast("bigint"))
+    return F.lit(None).cast(column.dtype)
 
 
-def _width_reason() -> Column:
+# ---------------------------------------------------------------------------------------
+# Validating: parse every column and attach `_reason` (null for a good row)
+
+
+def _parsed(column: Column) -> SparkColumn:
+    if column.is_constant:
+        return _constant(column)
+    text = F.trim(F.col(_raw(column)))
+    fmt = column.format or DEFAULT_FORMATS.get(column.dtype, "")
+    if column.dtype == "timestamp":
+        parsed = F.try_to_timestamp(text, F.lit(fmt))
+    elif column.dtype == "date":
+        parsed = F.try_to_date(text, fmt)
+    elif column.dtype in ("bigint", "double"):
+        parsed = text.try_cast(column.dtype)
+    elif column.dtype == "boolean":
+        lowered = F.lower(text)
+        parsed = F.when(lowered.isin("true", "1"), True).when(lowered.isin("false", "0"), False)
+    else:
+        parsed = F.when(text != "", text)
+    return F.coalesce(F.col(_native(column)), parsed)
+
+
+def _constant(column: Column) -> SparkColumn:
+    if column.format and column.dtype == "timestamp":
+        return F.try_to_timestamp(F.lit(str(column.value)), F.lit(column.format))
+    if column.format:
+        return F.try_to_date(F.lit(str(column.value)), column.format)
+    return F.lit(column.value).cast(column.dtype)
+
+
+def _width_reason() -> SparkColumn:
     """Why the line does not have as many fields as the header, or null when it does.
 
     A short line is typically the last one of a file cut off while being written.
@@ -279,24 +391,59 @@ def _width_reason() -> Column:
     )
 
 
-def _failure_reason(column: RawColumn) -> Column:
+def _failure_reason(column: Column) -> SparkColumn:
     """Why this column's raw value is unusable, or null when it is fine."""
-    raw = F.trim(_raw(column))
+    text = F.trim(F.col(_raw(column)))
     parsed = F.col(column.name)
-    missing = raw.isNull() | (raw == "")
-    if column.kind == "double":
-        bad = parsed.isNull() | F.isnan(parsed) | F.abs(parsed).eqNullSafe(float("inf"))
-        unparsable = f"non-numeric {column.name}"
-    elif column.kind == "timestamp":
-        bad, unparsable = parsed.isNull(), f"unparsable {column.name}"
-    elif column.kind == "int":
-        bad, unparsable = parsed.isNull(), f"non-integer {column.name}"
-    else:
-        bad, unparsable = parsed.isNull(), f"missing {column.name}"
-    return F.when(missing, F.lit(f"missing {column.name}")).when(bad, F.lit(unparsable))
+    missing = text.isNull() | (text == "")
+    bad = parsed.isNull()
+    if column.dtype == "double":
+        bad = bad | F.isnan(parsed) | F.abs(parsed).eqNullSafe(float("inf"))
+    unparsable = f"{_UNPARSABLE.get(column.dtype, 'missing')} {column.name}"
+    # A nullable column's empty value is a null, not a problem.
+    when_missing = (
+        F.lit(None).cast("string") if column.nullable else F.lit(f"missing {column.name}")
+    )
+    return F.when(missing, when_missing).when(bad, F.lit(unparsable))
 
 
-def _timestamp_lit(value: datetime) -> Column:
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _rule_reason(column: Column) -> SparkColumn | None:
+    """Why this parsed value breaks the column's declared rules, or null when it does not."""
+    value = F.col(column.name)
+    rules: list[tuple[SparkColumn, str]] = []
+    if column.dtype in ("bigint", "double"):
+        if column.min is not None:
+            rules.append((value < column.min, f"{column.name} below {_number(column.min)}"))
+        if column.max is not None:
+            rules.append((value > column.max, f"{column.name} above {_number(column.max)}"))
+    if column.allowed is not None:
+        allowed = list(column.allowed)
+        rules.append(
+            (~value.cast("string").isin(allowed), f"{column.name} not one of {', '.join(allowed)}")
+        )
+    if not rules:
+        return None
+    return F.coalesce(*[F.when(broken, F.lit(reason)) for broken, reason in rules])
+
+
+def _event_time_reasons(dataset: RawDataset) -> list[SparkColumn]:
+    """A derived event time that could not be computed from good inputs, or an hour off the clock."""
+    if dataset.time is None or isinstance(dataset.time, str):
+        return []
+    reasons = []
+    if isinstance(dataset.time, DateAndHour):
+        hour = F.col(dataset.time.hour)
+        reasons.append(F.when((hour < 0) | (hour > 23), F.lit(f"{dataset.time.hour} outside 0-23")))
+    name = dataset.time.name
+    reasons.append(F.when(F.col(name).isNull(), F.lit(f"unparsable {name}")))
+    return reasons
+
+
+def _timestamp_lit(value: datetime) -> SparkColumn:
     if value.tzinfo is not None:
         return F.lit(value)
     # Cast from text so that it is read in the session time zone, like the raw timestamps.
@@ -307,117 +454,273 @@ def _describe(value: datetime) -> str:
     return value.date().isoformat() if value.time() == time(0) else value.isoformat(sep=" ")
 
 
-def _range_reason(column: RawColumn, timestamps: TimestampRange) -> Column:
+def _range_reason(name: str, timestamps: TimestampRange) -> SparkColumn:
     """Why this parsed timestamp is not believable, or null when it is (or is null)."""
-    parsed = F.col(column.name)
-    return F.when(
-        parsed > _timestamp_lit(timestamps.latest), F.lit(f"{column.name} in the future")
-    ).when(
+    parsed = F.col(name)
+    return F.when(parsed > _timestamp_lit(timestamps.latest), F.lit(f"{name} in the future")).when(
         parsed < _timestamp_lit(timestamps.earliest),
-        F.lit(f"{column.name} before {_describe(timestamps.earliest)}"),
+        F.lit(f"{name} before {_describe(timestamps.earliest)}"),
     )
 
 
-def validate_raw(raw: DataFrame, dataset: RawDataset, timestamps: TimestampRange) -> DataFrame:
-    """Parse every column and attach `_reason`: null for a good row, else the first problem found.
+def _timestamp_columns(dataset: RawDataset) -> list[str]:
+    """The file's timestamps and the derived event time: the ones a clock can get wrong."""
+    stamped = [c.name for c in dataset.file_columns if c.dtype == "timestamp"]
+    derived = [] if isinstance(dataset.time, str) or dataset.time is None else [dataset.time.name]
+    return stamped + derived
 
-    Among good rows sharing a natural key the first (by file, then position in the file)
-    is kept and the others are refused as duplicates, so that bronze keys are unique.
+
+def reference_tables(lake: Lakehouse, dataset: RawDataset) -> list[DataFrame | None]:
+    """The key columns of each referenced data set's bronze table; None when it has none yet."""
+    return [
+        lake.read(ref.dataset).select(*ref.columns).distinct() if lake.exists(ref.dataset) else None
+        for ref in dataset.references
+    ]
+
+
+def _with_references(
+    checked: DataFrame, dataset: RawDataset, known: Sequence[DataFrame | None]
+) -> tuple[DataFrame, list[SparkColumn]]:
+    """Flag each row whose reference columns match a referenced row; reasons for those that do not."""
+    reasons = []
+    for index, (reference, table) in enumerate(zip(dataset.references, known, strict=True)):
+        flag = f"_known_{index}"
+        if table is None:
+            checked = checked.withColumn(flag, F.lit(None).cast("boolean"))
+        else:
+            checked = checked.join(
+                table.withColumn(flag, F.lit(True)), on=list(reference.columns), how="left"
+            )
+        unknown = f"unknown {', '.join(reference.columns)} (not in {reference.dataset})"
+        reasons.append(F.when(F.col(flag).isNull(), F.lit(unknown)))
+    return checked, reasons
+
+
+def validate_raw(
+    raw: DataFrame,
+    dataset: RawDataset,
+    timestamps: TimestampRange,
+    known: Sequence[DataFrame | None] = (),
+) -> DataFrame:
+    """Parse every column and attach `_reason`: null for a good row, else the first problem
+    found; and `_superseded`: a good row a newer version of the same keys replaces.
+
+    `known` holds the referenced tables' keys (see `reference_tables`), one per reference.
     """
-    parsed = raw.select(
-        *[F.col(c.raw).alias(f"_raw_{c.raw}") for c in dataset.columns],
-        "_line",
-        "_fields",
-        "_header_fields",
-        "_source_file",
-        "_position",
-    )
+    parsed = raw
     for column in dataset.columns:
         parsed = parsed.withColumn(column.name, _parsed(column))
+    if dataset.time is not None and not isinstance(dataset.time, str):
+        columns = {c.name: F.col(c.name) for c in dataset.columns}
+        parsed = parsed.withColumn(dataset.time.name, dataset.time.expression(columns))
+    parsed, unknown = _with_references(parsed, dataset, known or [None] * len(dataset.references))
     reasons = [_width_reason()]
-    reasons += [_failure_reason(c) for c in dataset.columns]
-    reasons += [_range_reason(c, timestamps) for c in dataset.columns if c.kind == "timestamp"]
-    checked = parsed.withColumn("_reason", F.coalesce(*reasons))
-    # Refused rows sort last, so that a bad row never makes a good one its duplicate.
-    first_seen = Window.partitionBy(*dataset.keys).orderBy(
-        F.col("_reason").isNotNull(), "_source_file", "_position"
-    )
-    is_duplicate = F.col("_reason").isNull() & (F.row_number().over(first_seen) > 1)
-    return checked.withColumn(
-        "_reason", F.when(is_duplicate, F.lit("duplicate key")).otherwise(F.col("_reason"))
+    reasons += [_failure_reason(c) for c in dataset.file_columns]
+    reasons += [r for r in map(_rule_reason, dataset.columns) if r is not None]
+    reasons += _event_time_reasons(dataset)
+    reasons += [_range_reason(name, timestamps) for name in _timestamp_columns(dataset)]
+    reasons += unknown
+    return _mark_duplicates(parsed.withColumn("_reason", F.coalesce(*reasons)), dataset)
+
+
+def _mark_duplicates(checked: DataFrame, dataset: RawDataset) -> DataFrame:
+    """Keep one good row per key, so that bronze keys are unique.
+
+    Without a version the first seen (by file, then position in the file) wins and the
+    others are refused as duplicates. With one, the greatest version wins; older versions
+    are superseded (not errors), and another row of the winning version is a duplicate.
+    Refused rows sort last, so that a bad row never makes a good one its duplicate.
+    """
+    good = F.col("_reason").isNull()
+    by_key = Window.partitionBy(*dataset.keys)
+    order = [F.col("_reason").isNotNull(), "_source_file", "_position"]
+    if dataset.version is None:
+        later = good & (F.row_number().over(by_key.orderBy(*order)) > 1)
+        superseded = F.lit(False)
+    else:
+        version = F.col(dataset.version)
+        newest_first = by_key.orderBy(order[0], version.desc_nulls_last(), *order[1:])
+        later = good & (F.row_number().over(newest_first) > 1)
+        newest = F.max(F.when(good, version)).over(by_key)
+        superseded = later & ~version.eqNullSafe(newest)
+    return checked.withColumn("_superseded", superseded).withColumn(
+        "_reason", F.when(later & ~superseded, F.lit(DUPLICATE)).otherwise(F.col("_reason"))
     )
 
 
-def accepted_rows(validated: DataFrame, dataset: RawDataset, ingested_at: Column) -> DataFrame:
-    return validated.where(F.col("_reason").isNull()).select(
-        *[F.col(c.name) for c in dataset.columns],
+# ---------------------------------------------------------------------------------------
+# Writing
+
+
+def accepted_rows(validated: DataFrame, dataset: RawDataset, ingested_at: SparkColumn) -> DataFrame:
+    kept = F.col("_reason").isNull() & ~F.col("_superseded")
+    return validated.where(kept).select(
+        *[F.col(name) for name in dataset.bronze_columns],
         F.col("_source_file").alias("source_file"),
         ingested_at.alias("ingested_at"),
     )
 
 
-def quarantined_rows(validated: DataFrame, dataset: RawDataset, ingested_at: Column) -> DataFrame:
+def quarantined_rows(
+    validated: DataFrame, dataset: RawDataset, ingested_at: SparkColumn
+) -> DataFrame:
     # A line of the wrong width is kept verbatim: its fields cannot be named.
-    raw_record = F.when(F.col("_fields") != F.col("_header_fields"), F.col("_line")).otherwise(
-        F.to_json(F.struct(*[_raw(c).alias(c.raw) for c in dataset.columns]))
-    )
+    fields = F.to_json(F.struct(*[F.col(_raw(c)).alias(c.raw_name) for c in dataset.file_columns]))
+    record = F.when(F.col("_fields") != F.col("_header_fields"), F.col("_line")).otherwise(fields)
     return validated.where(F.col("_reason").isNotNull()).select(
-        F.lit(dataset.table_key).alias("dataset"),
+        F.lit(dataset.name).alias("dataset"),
         F.col("_source_file").alias("source_file"),
-        raw_record.alias("record"),
+        record.alias("record"),
         F.col("_reason").alias("reason"),
         ingested_at.alias("ingested_at"),
     )
 
 
-QUARANTINE_KEYS = ("dataset", "source_file", "record", "reason")
+def newer_than_stored(lake: Lakehouse, rows: DataFrame, dataset: RawDataset) -> DataFrame:
+    """The rows whose keys are not stored, or stored with a smaller version.
+
+    MERGE then updates every matched row: only a greater version replaces a stored row, so
+    a late correction lands and re-ingesting the same files changes nothing.
+    """
+    if dataset.version is None or not lake.exists(dataset.name):
+        return rows
+    stored = lake.read(dataset.name).select(
+        *[F.col(k).alias(f"_stored_{k}") for k in dataset.keys],
+        F.col(dataset.version).alias("_stored_version"),
+    )
+    same_key = functools.reduce(
+        lambda a, b: a & b, [rows[k].eqNullSafe(stored[f"_stored_{k}"]) for k in dataset.keys]
+    )
+    stored_version = F.col("_stored_version")
+    newer = stored_version.isNull() | (F.col(dataset.version) > stored_version)
+    return rows.join(stored, same_key, "left").where(newer).select(*rows.columns)
+
+
+def _outcome_counts(validated: DataFrame) -> dict[tuple[str | None, bool], int]:
+    """Rows per (reason, superseded): the one Spark job that counts a data set's rows."""
+    counts = validated.groupBy("_reason", "_superseded").count().collect()
+    return {(row["_reason"], bool(row["_superseded"])): int(row["count"]) for row in counts}
+
+
+def _ignored_columns(files: Sequence[RawFile], dataset: RawDataset) -> dict[str, tuple[str, ...]]:
+    ignored = {f.path.name: unknown_columns(f, dataset) for f in files}
+    for raw_file in files:
+        if ignored[raw_file.path.name]:
+            columns = ", ".join(ignored[raw_file.path.name])
+            log.warning("%s: ignoring unknown column(s) %s", raw_file.path, columns)
+    return {name: columns for name, columns in ignored.items() if columns}
+
+
+def ingest_files(
+    lake: Lakehouse, dataset: RawDataset, files: Sequence[RawFile], now: datetime
+) -> IngestReport:
+    """Load checked files of one data set; `now` bounds future timestamps."""
+    ignored = _ignored_columns(files, dataset)
+    timestamps = TimestampRange.around(now, lake.settings.quality)
+    known = reference_tables(lake, dataset)
+    validated = validate_raw(read_raw(lake, files, dataset), dataset, timestamps, known)
+    counts = _outcome_counts(validated)
+    ingested_at = F.current_timestamp()
+    accepted = accepted_rows(validated, dataset, ingested_at)
+    rows = newer_than_stored(lake, accepted, dataset)
+    result = lake.merge(rows, dataset.name, dataset.keys, update=dataset.version is not None)
+    reasons: dict[str, int] = {}
+    for (reason, _), count in counts.items():
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + count
+    if reasons:
+        lake.merge(quarantined_rows(validated, dataset, ingested_at), "quarantine", QUARANTINE_KEYS)
+    report = IngestReport(
+        table=lake.name(dataset.name),
+        files=len(files),
+        rows_read=sum(counts.values()),
+        accepted=counts.get((None, False), 0),
+        quarantined=sum(reasons.values()),
+        inserted=result.inserted,
+        quarantine_reasons=dict(sorted(reasons.items())),
+        ignored_columns=ignored,
+        updated=result.updated,
+        superseded=counts.get((None, True), 0),
+        dataset=dataset.name,
+        pattern=dataset.pattern,
+    )
+    log.info("%s", report.summary())
+    return report
+
+
+def skipped_report(lake: Lakehouse, dataset: RawDataset) -> IngestReport:
+    """The report of a data set without files in the folder: nothing read, nothing written."""
+    return IngestReport(
+        table=lake.name(dataset.name),
+        files=0,
+        rows_read=0,
+        accepted=0,
+        quarantined=0,
+        inserted=0,
+        quarantine_reasons={},
+        ignored_columns={},
+        dataset=dataset.name,
+        pattern=dataset.pattern,
+    )
+
+
+def _no_files(dataset: RawDataset) -> str:
+    return f"no {dataset.name} files ({dataset.pattern})"
 
 
 def ingest_dataset(
     lake: Lakehouse, input_dir: Path, dataset: RawDataset, now: datetime | None = None
 ) -> IngestReport:
-    """Load one data set; `now` (default: the current time) bounds future timestamps."""
+    """Load one data set's files; `now` (default: the current time) bounds future timestamps.
+
+    Asked for by name, a data set without files is an error (`ingest_use_case` skips it).
+    """
     files = find_raw_files(input_dir, dataset)
-    ignored = {f.path.name: unknown_columns(f, dataset) for f in files}
-    ignored = {name: columns for name, columns in ignored.items() if columns}
-    for name, columns in ignored.items():
-        log.warning("%s: ignoring unknown column(s) %s", input_dir / name, ", ".join(columns))
-    timestamps = TimestampRange.around(now or datetime.now(UTC), lake.settings.quality)
-    validated = validate_raw(read_raw_csv(lake, files, dataset), dataset, timestamps)
-    counts = {
-        row["_reason"]: int(row["count"]) for row in validated.groupBy("_reason").count().collect()
-    }
-    ingested_at = F.current_timestamp()
-    result = lake.merge(
-        accepted_rows(validated, dataset, ingested_at), dataset.table_key, dataset.keys
-    )
-    quarantine_counts = {reason: n for reason, n in counts.items() if reason is not None}
-    if quarantine_counts:
-        lake.merge(quarantined_rows(validated, dataset, ingested_at), "quarantine", QUARANTINE_KEYS)
-    report = IngestReport(
-        table=lake.name(dataset.table_key),
-        files=len(files),
-        rows_read=sum(counts.values()),
-        accepted=counts.get(None, 0),
-        quarantined=sum(quarantine_counts.values()),
-        inserted=result.inserted,
-        quarantine_reasons=dict(sorted(quarantine_counts.items())),
-        ignored_columns=ignored,
-    )
-    log.info(
-        "%s: %d rows read = %d accepted (%d new) + %d quarantined",
-        report.table,
-        report.rows_read,
-        report.accepted,
-        report.inserted,
-        report.quarantined,
-    )
-    return report
+    if not files:
+        raise InputDataError(f"{_no_files(dataset)} in {input_dir}")
+    return ingest_files(lake, dataset, files, now or datetime.now(UTC))
 
 
-def ingest_all(lake: Lakehouse, input_dir: Path, now: datetime | None = None) -> list[IngestReport]:
-    """Ingest every raw data set; all files are checked before anything is written."""
-    for dataset in RAW_DATASETS:
-        find_raw_files(input_dir, dataset)
+def ingestion_order(datasets: Sequence[RawDataset]) -> list[RawDataset]:
+    """Declared order, except that a referenced data set comes before those referencing it."""
+    by_name = {d.name: d for d in datasets}
+    ordered: dict[str, RawDataset] = {}
+
+    def visit(dataset: RawDataset, path: tuple[str, ...]) -> None:
+        if dataset.name in ordered:
+            return
+        if dataset.name in path:
+            cycle = " -> ".join((*path[path.index(dataset.name) :], dataset.name))
+            raise DeclarationError(f"data sets reference each other in a cycle: {cycle}")
+        for reference in dataset.references:
+            if reference.dataset != dataset.name and reference.dataset in by_name:
+                visit(by_name[reference.dataset], (*path, dataset.name))
+        ordered[dataset.name] = dataset
+
+    for dataset in datasets:
+        visit(dataset, ())
+    return list(ordered.values())
+
+
+def ingest_use_case(
+    lake: Lakehouse, use_case: UseCase, input_dir: Path, now: datetime | None = None
+) -> list[IngestReport]:
+    """Ingest every data set of the use case with files in `input_dir`, referenced ones first.
+
+    Every file of every data set is checked before anything is written. A data set
+    without files is skipped (a folder holding only today's telemetry drop loads that),
+    and reported with `files == 0`; a folder without a file of any data set is an error.
+    """
+    if lake.use_case != use_case.name:
+        raise ValueError(f"the lakehouse serves {lake.use_case!r}, not {use_case.name!r}")
+    found = {d.name: find_raw_files(input_dir, d) for d in use_case.datasets}
+    if not any(found.values()):
+        expected = ", ".join(_no_files(d) for d in use_case.datasets)
+        raise InputDataError(
+            f"no input files of use case {use_case.name} in {input_dir}: {expected}"
+        )
     now = now or datetime.now(UTC)
-    return [ingest_dataset(lake, input_dir, dataset, now) for dataset in RAW_DATASETS]
+    return [
+        ingest_files(lake, d, found[d.name], now) if found[d.name] else skipped_report(lake, d)
+        for d in ingestion_order(use_case.datasets)
+    ]

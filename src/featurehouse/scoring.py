@@ -1,4 +1,4 @@
-"""Batch scoring: the champion model over the newest feature row of every machine."""
+"""Batch scoring: a use case's champion model over the newest feature row of every entity."""
 
 from __future__ import annotations
 
@@ -12,80 +12,88 @@ from pyspark.sql import DataFrame, Window
 
 from featurehouse.config import Settings
 from featurehouse.errors import FeaturehouseError
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP
 from featurehouse.io import Lakehouse
 from featurehouse.store.feast_store import feature_store
 from featurehouse.store.training_set import service_features
+from featurehouse.training.evaluate import model_inputs
 from featurehouse.training.registry import CHAMPION, configure_mlflow, version_with_alias
-from featurehouse.training.train import PREDICTION, model_features
+from featurehouse.training.train import decision_threshold
+from featurehouse.usecase import EVENT_TIMESTAMP, Classification, UseCase
 
 log = logging.getLogger(__name__)
-
-PREDICTION_KEYS = (ENTITY_KEY, EVENT_TIMESTAMP, "model_version")
 
 
 @dataclass(frozen=True)
 class ScoringResult:
-    machines: int
+    use_case: str
+    entities: int
     model_version: str
     inserted: int
     updated: int
 
 
-def latest_entity_rows(telemetry: DataFrame) -> DataFrame:
-    """Each machine at the time of its newest telemetry reading."""
-    newest_first = Window.partitionBy(ENTITY_KEY).orderBy(F.col("timestamp").desc())
+def latest_entity_rows(source: DataFrame, use_case: UseCase) -> DataFrame:
+    """Each entity at the time of its newest row in the spine's data set."""
+    keys = use_case.entity.keys
+    ts = use_case.spine.source.event_time
+    newest_first = Window.partitionBy(*keys).orderBy(F.col(ts).desc())
     return (
-        telemetry.withColumn("_rank", F.row_number().over(newest_first))
+        source.withColumn("_rank", F.row_number().over(newest_first))
         .where("_rank = 1")
         .select(
-            F.col(ENTITY_KEY).cast("bigint").alias(ENTITY_KEY),
-            F.col("timestamp").alias(EVENT_TIMESTAMP),
+            *[F.col(k).cast(t).alias(k) for k, t in keys.items()], F.col(ts).alias(EVENT_TIMESTAMP)
         )
     )
 
 
 def with_predictions(
-    features: DataFrame, model_uri: str, feature_columns: list[str], threshold: float
+    features: DataFrame, model_uri: str, use_case: UseCase, threshold: float | None
 ) -> DataFrame:
-    """Score through a Spark UDF so the work runs on the executors, at any fleet size."""
+    """Score through a Spark UDF so the work runs on the executors, at any size."""
     spark = features.sparkSession
-    predict = mlflow.pyfunc.spark_udf(
-        spark, model_uri, result_type="array<double>", env_manager="local"
-    )
-    probability = predict(*[F.col(c) for c in feature_columns])[1]
-    return features.withColumn(PREDICTION, probability).withColumn(
-        "predicted_failure", (F.col(PREDICTION) >= threshold).cast("int")
-    )
+    task = use_case.task
+    columns = [F.col(c) for c in model_inputs(use_case, {}).columns]
+    if isinstance(task, Classification):
+        predict = mlflow.pyfunc.spark_udf(
+            spark, model_uri, result_type="array<double>", env_manager="local"
+        )
+        scored = features.withColumn(task.prediction, predict(*columns)[1])
+        return scored.withColumn(task.flag, (F.col(task.prediction) >= threshold).cast("int"))
+    predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="double", env_manager="local")
+    return features.withColumn(task.prediction, predict(*columns))
 
 
-def score_fleet(lake: Lakehouse, settings: Settings) -> ScoringResult:
+def prediction_columns(use_case: UseCase) -> list[str]:
+    task = use_case.task
+    return [task.prediction, task.flag] if isinstance(task, Classification) else [task.prediction]
+
+
+def score(lake: Lakehouse, settings: Settings, use_case: UseCase) -> ScoringResult:
     configure_mlflow(settings)
-    client = MlflowClient()
-    champion = version_with_alias(client, settings.mlflow.model_name, CHAMPION)
+    model_name = settings.model_name(use_case.name, use_case.model_name)
+    champion = version_with_alias(MlflowClient(), model_name, CHAMPION)
     if champion is None:
         raise FeaturehouseError(
-            f"no '{CHAMPION}' version of model {settings.mlflow.model_name}: run the training job first"
+            f"no '{CHAMPION}' version of model {model_name}: run the training job first"
         )
-    threshold = float(
-        client.get_model_version(champion.name, champion.version).tags["decision_threshold"]
-    )
-    numeric, categorical = model_features()
-    entities = latest_entity_rows(lake.read("telemetry"))
-    features = service_features(
-        lake, feature_store(settings), settings.feast.feature_service, entities
-    )
-    scored = with_predictions(features, champion.uri, categorical + numeric, threshold)
+    entities = latest_entity_rows(lake.read(use_case.spine.source.name), use_case)
+    service = settings.feature_service(use_case.name)
+    features = service_features(lake, feature_store(settings), service, use_case, entities)
+    scored = with_predictions(features, champion.uri, use_case, decision_threshold(champion))
     predictions = scored.select(
-        ENTITY_KEY,
+        *use_case.keys,
         EVENT_TIMESTAMP,
-        F.col(PREDICTION),
-        F.col("predicted_failure"),
+        *prediction_columns(use_case),
         F.lit(champion.name).alias("model_name"),
         F.lit(champion.version).alias("model_version"),
         F.current_timestamp().alias("scored_at"),
     )
-    result = lake.merge(predictions, "predictions", PREDICTION_KEYS, update=True)
-    machines = result.inserted + result.updated
-    log.info("scored %d machines with %s version %s", machines, champion.name, champion.version)
-    return ScoringResult(machines, champion.version, result.inserted, result.updated)
+    merge_keys = (*use_case.keys, EVENT_TIMESTAMP, "model_version")
+    result = lake.merge(predictions, "predictions", merge_keys, update=True)
+    scored_entities = result.inserted + result.updated
+    log.info(
+        "scored %d entities with %s version %s", scored_entities, champion.name, champion.version
+    )
+    return ScoringResult(
+        use_case.name, scored_entities, champion.version, result.inserted, result.updated
+    )

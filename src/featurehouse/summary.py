@@ -1,99 +1,73 @@
-"""The whole pipeline in order, and the short summary `make demo` ends with."""
+"""The short summary `make demo` ends with: a few lines per use case."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 from featurehouse.config import Settings
-from featurehouse.features import FEATURE_TABLES
+from featurehouse.jobs import PipelineOutcome, lakehouse
+from featurehouse.usecase import UseCase
 
 
-@dataclass
-class PipelineOutcome:
-    ingest: list = field(default_factory=list)
-    training: list = field(default_factory=list)
-    scoring: object | None = None
-    drift: object | None = None
-    online: dict | None = None
-    online_machine: int | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
+def table_row_counts(settings: Settings, use_case: UseCase) -> dict[str, int]:
+    lake = lakehouse(settings, use_case)
+    return {lake.name(k): lake.read(k).count() for k in lake.table_keys()}
 
 
-def run_pipeline(
-    settings: Settings, *, simulate_data: bool, step: Callable[[str], None] = print
-) -> PipelineOutcome:
-    from featurehouse import cli
-
-    outcome = PipelineOutcome()
-
-    def timed(name: str, fn: Callable[[], object]) -> object:
-        step(f"[{name}] ...")
-        started = time.perf_counter()
-        result = fn()
-        outcome.seconds[name] = time.perf_counter() - started
-        step(f"[{name}] done in {outcome.seconds[name]:.1f} s")
-        return result
-
-    if simulate_data:
-        timed("simulate", lambda: cli.run_simulate(settings))
-    outcome.ingest = timed("ingest", lambda: cli.run_ingest(settings))
-    timed("features", lambda: cli.run_features(settings))
-    timed("materialize", lambda: cli.run_materialize(settings))
-    outcome.training.append(timed("train", lambda: cli.run_train(settings)))
-    outcome.scoring = timed("score", lambda: cli.run_score(settings))
-    outcome.drift = timed("drift", lambda: cli.run_drift(settings))
-    if outcome.drift.drifted and settings.drift.retrain_on_drift:
-        outcome.training.append(timed("retrain", lambda: cli.run_train(settings)))
-    machine = _first_machine(settings)
-    outcome.online_machine = machine
-    outcome.online = timed("online", lambda: cli.run_online(settings, [machine]))
-    return outcome
+def _metrics(values: dict[str, float]) -> str:
+    shown = {k: v for k, v in values.items() if k not in ("rows", "positive_rate", "mean_actual")}
+    return ", ".join(f"{k} {v:.3f}" for k, v in shown.items())
 
 
-def _first_machine(settings: Settings) -> int:
-    from featurehouse.io import Lakehouse
-    from featurehouse.spark import get_spark
-
-    lake = Lakehouse(get_spark(settings), settings)
-    return int(lake.read("machines").agg({"machine_id": "min"}).collect()[0][0])
-
-
-def table_row_counts(settings: Settings) -> dict[str, int]:
-    from featurehouse.io import Lakehouse
-    from featurehouse.spark import get_spark
-
-    lake = Lakehouse(get_spark(settings), settings)
-    keys = type(settings.tables).model_fields
-    return {lake.name(k): lake.read(k).count() for k in keys if lake.exists(k)}
-
-
-def pipeline_summary(settings: Settings, outcome: PipelineOutcome) -> str:
-    latest = outcome.training[-1]
-    lines = ["", "=== featurehouse demo summary ===", "Rows per table:"]
-    lines += [f"  {name:45s} {rows:>10,d}" for name, rows in table_row_counts(settings).items()]
-    metrics = dict(latest.test_metrics)
-    test_rows = int(metrics.pop("rows"))
+def use_case_summary(settings: Settings, use_case: UseCase, outcome: PipelineOutcome) -> list[str]:
+    lines = [f"--- {use_case.name}: {use_case.description}"]
+    if outcome.skipped:
+        return [*lines, f"  skipped: {outcome.skipped}"]
+    counts = table_row_counts(settings, use_case)
     lines.append(
-        f"Model {latest.model.name} version {latest.model.version}, on {test_rows:,d} test rows:"
+        "  rows: " + ", ".join(f"{name.split('.')[-1]} {n:,d}" for name, n in counts.items())
     )
-    lines += [f"  {k:14s} {v:.3f}" for k, v in metrics.items()]
-    lines.append(f"Champion: version {latest.champion_version}")
+    latest = outcome.training[-1]
+    test_rows = int(latest.test_metrics.get("rows", 0))
+    lines.append(
+        f"  model {latest.model.name} v{latest.model.version} on {test_rows:,d} test rows:"
+        f" {_metrics(latest.test_metrics)}"
+    )
+    if latest.baseline_metrics:
+        lines.append(f"  baseline on the same window: {_metrics(latest.baseline_metrics)}")
+    lines.append(
+        f"  champion: v{latest.champion_version}"
+        f" (promotion on {latest.promotion_metric}; this run promoted: {latest.promoted})"
+    )
+    scoring = outcome.scoring
+    lines.append(f"  scored {scoring.entities:,d} entities with v{scoring.model_version}")
     drift = outcome.drift
     verdict = "DRIFT" if drift.drifted else "no drift"
+    drifted = ", ".join(drift.drifted_columns[:5]) or "none"
+    more = f" and {len(drift.drifted_columns) - 5} more" if len(drift.drifted_columns) > 5 else ""
     lines.append(
-        f"Drift ({drift.window_start:%Y-%m-%d %H:%M} .. {drift.window_end:%Y-%m-%d %H:%M}): {verdict};"
-        f" drifted columns: {', '.join(drift.drifted_columns) or 'none'}"
+        f"  drift {drift.window_start:%Y-%m-%d %H:%M} .. {drift.window_end:%Y-%m-%d %H:%M}:"
+        f" {verdict} (drifted: {drifted}{more})"
     )
     if len(outcome.training) > 1:
-        lines.append(f"Retrained after drift: version {latest.model.version}")
+        lines.append(f"  retrained after drift: v{latest.model.version}")
     online = outcome.online or {}
-    lines.append(f"Online features of machine {outcome.online_machine} (first of each view):")
-    for table in FEATURE_TABLES:
-        name = table.feature_names[0]
-        lines.append(f"  {table.view_name + ':' + name:45s} {online.get(name, [None])[0]}")
-    lines.append(f"Step times (s): {', '.join(f'{k} {v:.0f}' for k, v in outcome.seconds.items())}")
+    entity = ", ".join(f"{k}={v}" for k, v in (outcome.online_entity or {}).items())
+    first = [t.feature_names[0] for t in use_case.tables]
+    values = ", ".join(f"{name} {online.get(name, [None])[0]}" for name in first)
+    lines.append(f"  online ({entity}): {values}")
+    lines.append(
+        "  step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in outcome.seconds.items())
+    )
+    return lines
+
+
+def pipeline_summary(
+    settings: Settings, use_cases: Sequence[UseCase], outcomes: Sequence[PipelineOutcome]
+) -> str:
+    lines = ["", "=== featurehouse demo summary ==="]
+    for use_case, outcome in zip(use_cases, outcomes, strict=True):
+        lines += use_case_summary(settings, use_case, outcome)
     if settings.is_local:
         lines.append(
             "MLflow UI: .venv/bin/mlflow ui --backend-store-uri "

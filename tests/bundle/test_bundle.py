@@ -1,17 +1,23 @@
-"""Offline checks of the Databricks Asset Bundle (databricks.yml + jobs/*.yml).
+"""Offline checks of the Databricks Asset Bundle: databricks.yml plus the jobs that
+jobs/workflows.py generates for every enabled use case of each target.
 
-`databricks bundle validate` needs a workspace login, so these tests do what can
-be done without one: validate the merged configuration against the official
-bundle JSON schema, parse every job with the typed `databricks-bundles` classes,
-and check the cross-references the CLI would only reject at deploy time.
+`databricks bundle validate` needs a workspace login, so these tests do what can be done
+without one: call the generator the way the CLI does (for each target, with the target's
+variables), merge its jobs into databricks.yml, validate the merged configuration against
+the official bundle JSON schema, parse every job with the typed `databricks-bundles`
+classes, and check the cross-references the CLI would only reject at deploy time.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import json
+import os
 import re
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,8 +27,13 @@ import jsonschema
 import pytest
 import regex
 import yaml
+from databricks.bundles.core import Bundle, Resources, Severity
 from databricks.bundles.jobs import Job
+from jobs import workflows
 from jsonschema.exceptions import ValidationError
+
+from featurehouse.config import CONF_DIR_ENV_VAR, load_settings
+from featurehouse.discovery import load_use_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT.parent / "shared" / "schemas" / "databricks-bundle.schema.json"
@@ -30,6 +41,7 @@ EXPECTED_TARGETS = {"dev", "staging", "prod"}
 # Values `--env` accepts (conf/<env>.yml); every target is passed as `--env ${bundle.target}`.
 CLI_ENVS = {"local", "dev", "staging", "prod"}
 SPARK_PACKAGES = ("pyspark", "delta-spark", "delta_spark")
+GENERATOR = "jobs.workflows:load_resources"
 
 VAR_REF = re.compile(r"\$\{var\.([A-Za-z][\w-]*)\}")
 JOB_ID_REF = re.compile(r"\$\{resources\.jobs\.([A-Za-z][\w-]*)\.id\}")
@@ -69,11 +81,19 @@ def _merge(base: Any, other: Any) -> Any:
     return other
 
 
-def load_bundle(root: Path) -> dict[str, Any]:
-    """databricks.yml with every included file merged in, the way the CLI loads a bundle.
+def _add_resources(bundle: dict[str, Any], kind: str, resources: dict, origin: str) -> dict:
+    """`bundle` with more resources of one kind; a key defined twice is an error, as for the CLI."""
+    existing = (bundle.get("resources") or {}).get(kind) or {}
+    for key in resources:
+        if key in existing:
+            raise ValueError(f"{origin}: resources.{kind}.{key} is defined more than once")
+    return _merge(bundle, {"resources": {kind: resources}})
 
-    Resources are merged per key; defining the same resource in two files, or
-    `include` outside the root file, is an error as it is for the CLI.
+
+def load_yaml_bundle(root: Path) -> dict[str, Any]:
+    """databricks.yml with every included file merged in, the way the CLI loads YAML.
+
+    `include` outside the root file is an error, as it is for the CLI.
     """
     bundle = _read_yaml(root / "databricks.yml")
     for path in included_files(root):
@@ -81,21 +101,69 @@ def load_bundle(root: Path) -> dict[str, Any]:
         if "include" in part:
             raise ValueError(f"{path}: `include` is only allowed in databricks.yml")
         for kind, resources in (part.get("resources") or {}).items():
-            existing = (bundle.get("resources") or {}).get(kind) or {}
-            for key in resources or {}:
-                if key in existing:
-                    raise ValueError(f"{path}: resources.{kind}.{key} is defined more than once")
-        bundle = _merge(bundle, part)
+            bundle = _add_resources(bundle, kind, resources or {}, str(path))
+        bundle = _merge(bundle, {k: v for k, v in part.items() if k != "resources"})
     return bundle
 
 
-def job_sources(root: Path) -> dict[str, Path]:
-    """The file each job is defined in (relative paths in it resolve from its folder)."""
+def yaml_job_sources(root: Path) -> dict[str, Path]:
+    """The YAML file each YAML job is defined in (its relative paths resolve from its folder)."""
     sources = {}
     for path in [root / "databricks.yml", *included_files(root)]:
         for key in (_read_yaml(path).get("resources") or {}).get("jobs") or {}:
             sources[key] = path
     return sources
+
+
+def _variable_value(bundle: dict[str, Any], target: str, name: str) -> Any:
+    override = ((bundle["targets"][target] or {}).get("variables") or {}).get(name)
+    if isinstance(override, dict):
+        override = override.get("default")
+    if override is not None:
+        return override
+    return bundle["variables"][name].get("default")
+
+
+def python_bundle(bundle: dict[str, Any], target: str) -> Bundle:
+    """What the CLI hands the Python functions: the target and its variables' values."""
+    names = bundle.get("variables") or {}
+    return Bundle(target=target, variables={n: _variable_value(bundle, target, n) for n in names})
+
+
+def resource_functions(bundle: dict[str, Any]) -> list[Callable[[Bundle], Resources]]:
+    """The `module:function`s databricks.yml lists under `python.resources`."""
+    functions = []
+    for qualified in (bundle.get("python") or {}).get("resources", []):
+        module, _, name = qualified.partition(":")
+        functions.append(getattr(importlib.import_module(module), name))
+    return functions
+
+
+def generated_jobs(bundle: dict[str, Any], target: str) -> dict[str, dict[str, Any]]:
+    """The jobs the Python functions return for `target`, as the plain dicts the CLI receives."""
+    jobs: dict[str, dict[str, Any]] = {}
+    for function in resource_functions(bundle):
+        resources = function(python_bundle(bundle, target))
+        errors = [d for d in resources.diagnostics.items if d.severity == Severity.ERROR]
+        if errors:
+            raise ValueError(f"{function.__name__} failed for {target}: {errors}")
+        for key, job in resources.jobs.items():
+            if key in jobs:
+                raise ValueError(f"{function.__name__}: job {key} is generated twice")
+            jobs[key] = job.as_dict()
+    return jobs
+
+
+def load_bundle(root: Path, target: str) -> dict[str, Any]:
+    """The configuration the CLI deploys for `target`: YAML plus the Python-generated jobs."""
+    bundle = load_yaml_bundle(root)
+    return _add_resources(bundle, "jobs", generated_jobs(bundle, target), GENERATOR)
+
+
+def path_base(root: Path, job_key: str) -> Path:
+    """The folder a job's relative paths resolve from: its YAML file's, or for a generated
+    job the bundle root (see `workflows._resolve_from_bundle_root`)."""
+    return yaml_job_sources(root).get(job_key, root / "databricks.yml").parent
 
 
 def _strings(node: Any) -> Iterator[str]:
@@ -129,15 +197,6 @@ def _upstream(tasks: dict[str, dict[str, Any]], key: str) -> set[str]:
     return seen
 
 
-def _variable_value(bundle: dict[str, Any], target: str, name: str) -> Any:
-    override = ((bundle["targets"][target] or {}).get("variables") or {}).get(name)
-    if isinstance(override, dict):
-        override = override.get("default")
-    if override is not None:
-        return override
-    return bundle["variables"][name].get("default")
-
-
 def resolve(node: Any, bundle: dict[str, Any], target: str) -> Any:
     """Substitute ${var.*}, ${bundle.target} and ${bundle.name}; leave other references."""
     if isinstance(node, dict):
@@ -155,8 +214,27 @@ def _pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
-def _conf(env: str) -> dict[str, Any]:
-    return _merge(_read_yaml(ROOT / "conf" / "base.yml"), _read_yaml(ROOT / "conf" / f"{env}.yml"))
+@functools.cache
+def known_use_cases() -> frozenset[str]:
+    """Every use case `--use-case` accepts in some environment, enabled or not."""
+    return frozenset(name for env in CLI_ENVS for name in load_settings(env).use_cases)
+
+
+def _use_case_arg(params: list[str]) -> str | None:
+    if "--use-case" not in params or params.index("--use-case") + 1 >= len(params):
+        return None
+    return params[params.index("--use-case") + 1]
+
+
+def write_conf_copy(target: Path, edits: dict[str, dict[str, Any]]) -> Path:
+    """A copy of conf/ with `edits` ({relative file: values}) deep-merged into its files."""
+    conf_dir = target / "conf"
+    shutil.copytree(ROOT / "conf", conf_dir)
+    for name, values in edits.items():
+        path = conf_dir / name
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        path.write_text(yaml.safe_dump(_merge(data, values)), encoding="utf-8")
+    return conf_dir
 
 
 # ---- schema ----
@@ -292,6 +370,34 @@ def wheel_task_problems(bundle: dict[str, Any]) -> list[str]:
             params = wheel.get("parameters", [])
             if params[:2] != ["--env", "${bundle.target}"]:
                 problems.append(f"{where}: parameters must start with --env ${{bundle.target}}")
+            use_case = _use_case_arg(params)
+            if use_case is None:
+                problems.append(f"{where}: parameters need --use-case NAME")
+            elif use_case not in known_use_cases():
+                problems.append(f"{where}: --use-case {use_case} is not a use case")
+    return problems
+
+
+def use_case_problems(bundle: dict[str, Any]) -> list[str]:
+    """Each job belongs to one use case: its key, its tasks and the jobs it starts agree."""
+    jobs = _jobs(bundle)
+    problems = []
+    for job_key, job in jobs.items():
+        owner = (job.get("tags") or {}).get("use_case")
+        if owner is None:
+            problems.append(f"{job_key} has no use_case tag")
+            continue
+        if not job_key.startswith(f"{owner}_"):
+            problems.append(f"{job_key} is tagged with use case {owner}")
+        for key, task in _tasks(job).items():
+            wheel = task.get("python_wheel_task")
+            named = _use_case_arg(wheel.get("parameters", [])) if wheel else owner
+            if named != owner:
+                problems.append(f"{job_key}.{key} runs use case {named}, not {owner}")
+            for started in JOB_ID_REF.findall(json.dumps(task.get("run_job_task", {}))):
+                other = (jobs.get(started, {}).get("tags") or {}).get("use_case")
+                if started in jobs and other != owner:
+                    problems.append(f"{job_key}.{key} starts {started} of another use case")
     return problems
 
 
@@ -346,6 +452,7 @@ CROSS_REFERENCE_CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "variables": variable_problems,
     "job_references": job_reference_problems,
     "wheel_tasks": wheel_task_problems,
+    "use_cases": use_case_problems,
     "conditions": condition_problems,
     "targets": target_problems,
 }
@@ -355,8 +462,19 @@ CROSS_REFERENCE_CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 
 
 @pytest.fixture(scope="module")
-def bundle() -> dict[str, Any]:
-    return load_bundle(ROOT)
+def bundles() -> dict[str, dict[str, Any]]:
+    """The merged bundle of each target (conf/<target>.yml decides which use cases it holds)."""
+    return {target: load_bundle(ROOT, target) for target in sorted(EXPECTED_TARGETS)}
+
+
+@pytest.fixture(params=sorted(EXPECTED_TARGETS))
+def target(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def bundle(bundles: dict[str, dict[str, Any]], target: str) -> dict[str, Any]:
+    return bundles[target]
 
 
 @pytest.fixture(scope="module")
@@ -369,29 +487,164 @@ def validator() -> Any:
     return make_validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
-# ---- tests: shape ----
+def _use_case_jobs(bundle: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    """use case -> its job of `kind` ("features", "training" or "monitoring")."""
+    return {
+        job["tags"]["use_case"]: job
+        for key, job in _jobs(bundle).items()
+        if key == f"{job['tags']['use_case']}_{kind}"
+    }
 
 
-def test_include_globs_each_select_at_least_one_file() -> None:
-    patterns = _read_yaml(ROOT / "databricks.yml")["include"]
-    assert patterns == ["jobs/*.yml"]
-    for pattern in patterns:
+# ---- tests: the generator ----
+
+
+def test_databricks_yml_generates_the_jobs_in_python_and_no_yaml_job_is_left() -> None:
+    yaml_bundle = load_yaml_bundle(ROOT)
+    assert yaml_bundle["python"] == {"venv_path": ".venv", "resources": [GENERATOR]}
+    assert resource_functions(yaml_bundle) == [workflows.load_resources]
+    # Hand-written jobs would drift from the declarations again.
+    assert sorted((ROOT / "jobs").glob("*.yml")) == []
+    assert _jobs(yaml_bundle) == {}
+    for pattern in yaml_bundle.get("include", []):
         assert sorted(ROOT.glob(pattern)), f"include pattern {pattern!r} matches no file"
 
 
-def test_load_bundle_merges_every_included_job() -> None:
-    jobs = _jobs(load_bundle(ROOT))
-    assert set(jobs) == {"feature_pipeline", "training", "monitoring"}
-    assert all(path.parent == ROOT / "jobs" for path in job_sources(ROOT).values())
+def test_every_enabled_use_case_has_exactly_its_three_jobs(
+    bundle: dict[str, Any], target: str
+) -> None:
+    enabled = load_settings(target).enabled_use_cases
+    assert enabled, f"no use case is enabled in conf/{target}.yml"
+    expected = {f"{name}_{kind}" for name in enabled for kind in workflows.KINDS}
+    assert set(_jobs(bundle)) == expected
+    for kind in workflows.KINDS:
+        assert set(_use_case_jobs(bundle, kind)) == set(enabled), kind
 
 
-def test_load_bundle_rejects_a_resource_defined_twice(tmp_path: Path) -> None:
+def test_generator_returns_the_same_jobs_every_time(target: str) -> None:
+    yaml_bundle = load_yaml_bundle(ROOT)
+    first, second = (workflows.load_resources(python_bundle(yaml_bundle, target)) for _ in range(2))
+    # Same keys in the same order, same content: a redeploy changes nothing.
+    assert [(k, j.as_dict()) for k, j in first.jobs.items()] == [
+        (k, j.as_dict()) for k, j in second.jobs.items()
+    ]
+    assert first.jobs
+
+
+def test_generator_names_no_use_case() -> None:
+    source = Path(workflows.__file__).read_text(encoding="utf-8")
+    named = sorted(name for name in known_use_cases() if name in source)
+    assert named == [], "jobs/workflows.py must read use cases from settings, not name them"
+
+
+@pytest.mark.parametrize(
+    ("where", "disabled_in"),
+    [("use_cases/{name}.yml", EXPECTED_TARGETS), ("prod.yml", {"prod"})],
+    ids=["in its own file", "in one environment"],
+)
+def test_disabling_a_use_case_removes_its_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, disabled_in: set[str]
+) -> None:
+    before = {t: set(load_settings(t).enabled_use_cases) for t in EXPECTED_TARGETS}
+    name = sorted(set.intersection(*before.values()))[0]
+    edit = (
+        {"enabled": False}
+        if where.startswith("use_cases/")
+        else {"use_cases": {name: {"enabled": False}}}
+    )
+    monkeypatch.setenv(
+        CONF_DIR_ENV_VAR, str(write_conf_copy(tmp_path, {where.format(name=name): edit}))
+    )
+    yaml_bundle = load_yaml_bundle(ROOT)
+    for target in sorted(EXPECTED_TARGETS):
+        kept = before[target] - {name} if target in disabled_in else before[target]
+        expected = {f"{uc}_{kind}" for uc in kept for kind in workflows.KINDS}
+        assert set(generated_jobs(yaml_bundle, target)) == expected, target
+
+
+def test_a_use_case_without_retrain_on_drift_only_scores_and_reports_drift(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = load_settings("prod").enabled_use_cases[0]
+    edit = {f"use_cases/{name}.yml": {"drift": {"retrain_on_drift": False}}}
+    monkeypatch.setenv(CONF_DIR_ENV_VAR, str(write_conf_copy(tmp_path, edit)))
+    bundle = load_bundle(ROOT, "prod")
+    monitoring = _use_case_jobs(bundle, "monitoring")
+    assert [task["task_key"] for task in monitoring[name]["tasks"]] == ["score", "drift"]
+    for other, job in monitoring.items():
+        if other != name:
+            assert "retrain" in _tasks(job), other
+    # Training stays, to run on demand; the bundle is still consistent.
+    assert f"{name}_training" in _jobs(bundle)
+    assert [check(bundle) for check in CROSS_REFERENCE_CHECKS.values()] == [[]] * len(
+        CROSS_REFERENCE_CHECKS
+    )
+
+
+def test_a_generated_job_may_not_replace_a_yaml_job() -> None:
+    yaml_bundle = load_yaml_bundle(ROOT)
+    generated = generated_jobs(yaml_bundle, "dev")
+    key = next(iter(generated))
+    taken = _merge(yaml_bundle, {"resources": {"jobs": {key: {"name": "hand-written"}}}})
+    with pytest.raises(ValueError, match=f"resources.jobs.{key} is defined more than once"):
+        _add_resources(taken, "jobs", generated, GENERATOR)
+
+
+def test_load_yaml_bundle_rejects_a_resource_defined_twice(tmp_path: Path) -> None:
     (tmp_path / "databricks.yml").write_text("bundle: {name: x}\ninclude: [jobs/*.yml]\n")
     (tmp_path / "jobs").mkdir()
     for name in ("a.yml", "b.yml"):
         (tmp_path / "jobs" / name).write_text("resources: {jobs: {same: {name: s}}}\n")
     with pytest.raises(ValueError, match="defined more than once"):
-        load_bundle(tmp_path)
+        load_yaml_bundle(tmp_path)
+
+
+def test_the_cli_build_module_loads_the_same_jobs_from_the_bundle_venv(tmp_path: Path) -> None:
+    """Run the CLI's side of the protocol (`python -m databricks.bundles.build`) as `bundle
+    validate` does: in `python.venv_path`, from the bundle root, on the configuration."""
+    yaml_bundle = load_yaml_bundle(ROOT)
+    python = ROOT / yaml_bundle["python"]["venv_path"] / "bin" / "python"
+    if not python.is_file():
+        pytest.skip(f"no virtualenv at {python.parent.parent}: run `uv sync --extra local`")
+    target = "dev"
+    config = copy.deepcopy(yaml_bundle)
+    config["bundle"]["target"] = target
+    for name, spec in config["variables"].items():
+        spec["value"] = _variable_value(yaml_bundle, target, name)
+    files = {name: tmp_path / f"{name}.json" for name in ("input", "output", "diagnostics")}
+    files["locations"] = tmp_path / "locations.json"
+    files["input"].write_text(json.dumps(config), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != CONF_DIR_ENV_VAR}
+    args = ["--phase", "load_resources"]
+    for name, path in files.items():
+        args += [f"--{name}", str(path)]
+    run = subprocess.run(
+        [str(python), "-m", "databricks.bundles.build", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    diagnostics = [json.loads(line) for line in files["diagnostics"].read_text().splitlines()]
+    assert run.returncode == 0, (diagnostics, run.stderr[-2000:])
+    assert [d for d in diagnostics if d["severity"] == "error"] == []
+    output = json.loads(files["output"].read_text(encoding="utf-8"))
+    assert output["resources"]["jobs"] == generated_jobs(yaml_bundle, target)
+    locations = {
+        entry["path"]: entry["file"]
+        for entry in map(json.loads, files["locations"].read_text().splitlines())
+    }
+    for key, job in output["resources"]["jobs"].items():
+        # Diagnostics point at the generator; the wheel path resolves from the bundle root.
+        assert locations[f"resources.jobs.{key}"] == "jobs/workflows.py"
+        for e, env_spec in enumerate(job["environments"]):
+            for d, _ in enumerate(env_spec["spec"]["dependencies"]):
+                where = f"resources.jobs.{key}.environments[{e}].spec.dependencies[{d}]"
+                assert locations[where] == "databricks.yml", where
+
+
+# ---- tests: shape ----
 
 
 def test_merged_bundle_validates_against_official_schema(
@@ -401,7 +654,6 @@ def test_merged_bundle_validates_against_official_schema(
     assert not errors, "bundle does not match the official schema:\n" + describe(errors)
 
 
-@pytest.mark.parametrize("target", sorted(EXPECTED_TARGETS))
 def test_every_job_parses_as_a_typed_databricks_job(bundle: dict[str, Any], target: str) -> None:
     for key, job in _jobs(bundle).items():
         # Raises on unknown fields, missing required fields and bad enum values.
@@ -433,10 +685,14 @@ def test_every_job_id_reference_names_a_defined_job(bundle: dict[str, Any]) -> N
     assert job_reference_problems(bundle) == []
 
 
-def test_wheel_tasks_run_console_scripts_of_this_project_with_the_target_env(
+def test_wheel_tasks_run_console_scripts_of_this_project_with_the_target_env_and_a_use_case(
     bundle: dict[str, Any],
 ) -> None:
     assert wheel_task_problems(bundle) == []
+
+
+def test_every_job_runs_and_starts_only_its_own_use_case(bundle: dict[str, Any]) -> None:
+    assert use_case_problems(bundle) == []
 
 
 def test_condition_reads_an_upstream_task_and_gates_a_task_on_true(
@@ -474,47 +730,72 @@ def _edges(job: dict[str, Any]) -> set[tuple[str, str, str | None]]:
     }
 
 
-def test_feature_pipeline_chains_ingest_features_materialize(bundle: dict[str, Any]) -> None:
-    job = _jobs(bundle)["feature_pipeline"]
-    assert _wheel_entry_points(job) == {
-        "ingest": "fh-ingest",
-        "features": "fh-features",
-        "materialize": "fh-materialize",
-    }
-    assert _edges(job) == {("ingest", "features", None), ("features", "materialize", None)}
+def test_features_job_chains_ingest_features_materialize_and_retries_io(
+    bundle: dict[str, Any],
+) -> None:
+    for name, job in _use_case_jobs(bundle, "features").items():
+        assert _wheel_entry_points(job) == {
+            "ingest": "fh-ingest",
+            "features": "fh-features",
+            "materialize": "fh-materialize",
+        }, name
+        assert _edges(job) == {("ingest", "features", None), ("features", "materialize", None)}
+        retries = {key: task.get("max_retries", 0) for key, task in _tasks(job).items()}
+        assert retries == {"ingest": 1, "features": 0, "materialize": 1}, name
 
 
-def test_training_job_runs_fh_train(bundle: dict[str, Any]) -> None:
-    assert _wheel_entry_points(_jobs(bundle)["training"]) == {"train": "fh-train"}
+def test_training_job_runs_fh_train_and_queues_triggered_runs(bundle: dict[str, Any]) -> None:
+    for name, job in _use_case_jobs(bundle, "training").items():
+        assert _wheel_entry_points(job) == {"train": "fh-train"}, name
+        assert job["queue"] == {"enabled": True}
+        assert job["max_concurrent_runs"] == 1
 
 
-def test_monitoring_retrains_only_when_drift_task_reports_drift(bundle: dict[str, Any]) -> None:
-    job = _jobs(bundle)["monitoring"]
-    tasks = _tasks(job)
-    assert _wheel_entry_points(job) == {"score": "fh-score", "drift": "fh-drift"}
-    [(gate_key, gate)] = [(k, t) for k, t in tasks.items() if "condition_task" in t]
-    condition = gate["condition_task"]
-    assert TASK_VALUE_REF.findall(condition["left"]) == [("drift", "drift_detected")]
-    assert (condition["op"], condition["right"]) == ("EQUAL_TO", "true")
-    [retrain] = [t for t in tasks.values() if "run_job_task" in t]
-    assert retrain["run_job_task"]["job_id"] == "${resources.jobs.training.id}"
-    assert retrain["depends_on"] == [{"task_key": gate_key, "outcome": "true"}]
-    assert ("score", "drift", None) in _edges(job)
-    assert ("drift", gate_key, None) in _edges(job)
+def test_monitoring_retrains_its_own_use_case_only_when_drift_task_reports_drift(
+    bundle: dict[str, Any],
+) -> None:
+    for name, job in _use_case_jobs(bundle, "monitoring").items():
+        tasks = _tasks(job)
+        assert _wheel_entry_points(job) == {"score": "fh-score", "drift": "fh-drift"}
+        [(gate_key, gate)] = [(k, t) for k, t in tasks.items() if "condition_task" in t]
+        condition = gate["condition_task"]
+        assert TASK_VALUE_REF.findall(condition["left"]) == [("drift", "drift_detected")]
+        assert (condition["op"], condition["right"]) == ("EQUAL_TO", "true")
+        [retrain] = [t for t in tasks.values() if "run_job_task" in t]
+        assert retrain["run_job_task"]["job_id"] == f"${{resources.jobs.{name}_training.id}}"
+        assert retrain["depends_on"] == [{"task_key": gate_key, "outcome": "true"}]
+        assert ("score", "drift", None) in _edges(job)
+        assert ("drift", gate_key, None) in _edges(job)
+
+
+def test_job_names_tags_and_descriptions_come_from_the_use_case(bundle: dict[str, Any]) -> None:
+    use_cases = load_use_cases(load_settings("prod"))
+    for key, job in _jobs(bundle).items():
+        name = job["tags"]["use_case"]
+        kind = key.removeprefix(f"{name}_")
+        assert job["name"] == f"featurehouse-{name}-{kind}-${{bundle.target}}"
+        assert job["tags"] == {
+            "project": "featurehouse",
+            "workflow": {"features": "feature_pipeline"}.get(kind, kind),
+            "use_case": name,
+        }
+        assert use_cases[name].description in job["description"]
 
 
 def _cron_fields(job: dict[str, Any]) -> list[str]:
     return job["schedule"]["quartz_cron_expression"].split()
 
 
-def test_feature_pipeline_is_hourly_and_monitoring_daily(bundle: dict[str, Any]) -> None:
-    jobs = _jobs(bundle)
-    seconds, minutes, hours, *_ = _cron_fields(jobs["feature_pipeline"])
-    assert (seconds, hours) == ("0", "*") and minutes.isdigit()
-    seconds, minutes, hours, day, month, weekday = _cron_fields(jobs["monitoring"])[:6]
-    assert seconds == "0" and minutes.isdigit() and hours.isdigit()
-    assert (day, month, weekday) in {("*", "*", "?"), ("?", "*", "*")}
-    assert "schedule" not in jobs["training"]
+def test_features_hourly_monitoring_daily_training_on_demand(bundle: dict[str, Any]) -> None:
+    for job in _use_case_jobs(bundle, "features").values():
+        seconds, minutes, hours, *_ = _cron_fields(job)
+        assert (seconds, hours) == ("0", "*") and minutes.isdigit()
+    for job in _use_case_jobs(bundle, "monitoring").values():
+        seconds, minutes, hours, day, month, weekday = _cron_fields(job)[:6]
+        assert seconds == "0" and minutes.isdigit() and hours.isdigit()
+        assert (day, month, weekday) in {("*", "*", "?"), ("?", "*", "*")}
+    for job in _use_case_jobs(bundle, "training").values():
+        assert "schedule" not in job
 
 
 @pytest.mark.parametrize(
@@ -526,11 +807,12 @@ def test_schedules_run_only_in_prod(bundle: dict[str, Any], target: str, expecte
     if preset is None:
         # Development mode pauses schedules; the Jobs API default is UNPAUSED.
         preset = "PAUSED" if spec.get("mode") == "development" else "UNPAUSED"
-    for key, job in _jobs(bundle).items():
-        if "schedule" in job:
-            # The CLI applies the target's preset only where pause_status is unset.
-            effective = job["schedule"].get("pause_status", preset)
-            assert effective == expected, f"{key} schedule is {effective} in {target}"
+    scheduled = [key for key, job in _jobs(bundle).items() if "schedule" in job]
+    assert scheduled
+    for key in scheduled:
+        # The CLI applies the target's preset only where pause_status is unset.
+        effective = _jobs(bundle)[key]["schedule"].get("pause_status", preset)
+        assert effective == expected, f"{key} schedule is {effective} in {target}"
 
 
 def test_wheel_comes_from_the_bundle_artifact_and_no_task_installs_spark(
@@ -539,7 +821,6 @@ def test_wheel_comes_from_the_bundle_artifact_and_no_task_installs_spark(
     artifact = bundle["artifacts"]["default"]
     assert (artifact["type"], artifact["build"]) == ("whl", "uv build --wheel")
     dist = (ROOT / artifact["path"] / "dist").resolve()
-    sources = job_sources(ROOT)
     for key, job in _jobs(bundle).items():
         environments = job.get("environments", [])
         assert environments, f"{key} defines no serverless environment"
@@ -548,26 +829,37 @@ def test_wheel_comes_from_the_bundle_artifact_and_no_task_installs_spark(
             wheels = [d for d in deps if d.endswith(".whl")]
             assert wheels, f"{key}.{env['environment_key']} does not install the wheel"
             for wheel in wheels:
-                # Paths in an included file are relative to that file.
-                assert (sources[key].parent / wheel).parent.resolve() == dist, wheel
+                assert (path_base(ROOT, key) / wheel).parent.resolve() == dist, wheel
         for text in _strings(job):
             assert not any(pkg in text.lower() for pkg in SPARK_PACKAGES), f"{key}: {text}"
 
 
-def test_catalog_variable_and_ingest_input_match_each_target_conf(bundle: dict[str, Any]) -> None:
-    ingest = _tasks(_jobs(bundle)["feature_pipeline"])["ingest"]["python_wheel_task"]
-    for target in EXPECTED_TARGETS:
-        conf = _conf(target)
-        assert _variable_value(bundle, target, "catalog") == conf["catalog"], target
-        params = resolve(ingest["parameters"], bundle, target)
-        assert params[params.index("--input") + 1] == conf["storage"]["raw_dir"], target
+def test_catalog_variable_matches_conf_and_ingest_reads_raw_folders_from_conf(
+    bundle: dict[str, Any], target: str
+) -> None:
+    settings = load_settings(target)
+    assert _variable_value(bundle, target, "catalog") == settings.catalog
+    for name, job in _use_case_jobs(bundle, "features").items():
+        params = _tasks(job)["ingest"]["python_wheel_task"]["parameters"]
+        # The raw folder is the use case's own, from conf/, inside the target's catalog.
+        assert "--input" not in params
+        assert str(settings.raw_dir(name)).startswith(f"/Volumes/{settings.catalog}/"), name
 
 
 # ---- tests: the checks catch mistakes ----
 
 
-def _first_task(bundle: dict[str, Any], job: str) -> dict[str, Any]:
-    return bundle["resources"]["jobs"][job]["tasks"][0]
+def _job(bundle: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The first use case's job of `kind`, to break."""
+    return _jobs(bundle)[sorted(key for key in _jobs(bundle) if key.endswith(f"_{kind}"))[0]]
+
+
+def _first_task(bundle: dict[str, Any], kind: str) -> dict[str, Any]:
+    return _job(bundle, kind)["tasks"][0]
+
+
+def _other_training(bundle: dict[str, Any]) -> str:
+    return sorted(key for key in _jobs(bundle) if key.endswith("_training"))[1]
 
 
 SCHEMA_BREAKAGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
@@ -576,27 +868,29 @@ SCHEMA_BREAKAGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "'retries' was unexpected",
     ),
     "bad type": (
-        lambda b: _first_task(b, "feature_pipeline").update(max_retries="three"),
+        lambda b: _first_task(b, "features").update(max_retries="three"),
         "'three' is not of type 'integer'",
     ),
     "bad enum": (
-        lambda b: b["resources"]["jobs"]["monitoring"]["tasks"][2]["condition_task"].update(
-            op="EQUALS"
-        ),
+        lambda b: _job(b, "monitoring")["tasks"][2]["condition_task"].update(op="EQUALS"),
         "'EQUALS' is not one of",
     ),
     "missing required field": (
         lambda b: _first_task(b, "training")["python_wheel_task"].pop("package_name"),
         "'package_name' is a required property",
     ),
+    "python resources not a list": (
+        lambda b: b["python"].update(resources=GENERATOR),
+        "is not of type 'array'",
+    ),
 }
 
 
 @pytest.mark.parametrize("breakage", sorted(SCHEMA_BREAKAGES))
 def test_schema_validation_rejects_a_broken_bundle(
-    bundle: dict[str, Any], validator: Any, breakage: str
+    bundles: dict[str, dict[str, Any]], validator: Any, breakage: str
 ) -> None:
-    broken = copy.deepcopy(bundle)
+    broken = copy.deepcopy(bundles["prod"])
     mutate, expected = SCHEMA_BREAKAGES[breakage]
     mutate(broken)
     errors = schema_errors(validator, broken)
@@ -604,8 +898,8 @@ def test_schema_validation_rejects_a_broken_bundle(
     assert expected in describe(errors)
 
 
-def test_typed_job_rejects_an_unknown_task_field(bundle: dict[str, Any]) -> None:
-    broken = copy.deepcopy(_jobs(bundle)["training"])
+def test_typed_job_rejects_an_unknown_task_field(bundles: dict[str, dict[str, Any]]) -> None:
+    broken = copy.deepcopy(_job(bundles["prod"], "training"))
     broken["tasks"][0]["retries"] = 3
     with pytest.raises(ValueError, match="retries"):
         Job.from_dict(broken)
@@ -614,21 +908,27 @@ def test_typed_job_rejects_an_unknown_task_field(bundle: dict[str, Any]) -> None
 def _unset_catalog_in_staging(b: dict[str, Any]) -> None:
     b["variables"]["catalog"].pop("default")
     b["targets"]["staging"]["variables"].pop("catalog")
+    # The generated jobs no longer use ${var.catalog}; a task that does needs a value.
+    _first_task(b, "training")["python_wheel_task"]["parameters"] += ["--x", "${var.catalog}"]
 
 
-def _set_dep(b: dict[str, Any], job: str, task: int, deps: list[dict[str, str]]) -> None:
-    b["resources"]["jobs"][job]["tasks"][task]["depends_on"] = deps
+def _set_dep(b: dict[str, Any], kind: str, task: int, deps: list[dict[str, str]]) -> None:
+    _job(b, kind)["tasks"][task]["depends_on"] = deps
+
+
+def _params(b: dict[str, Any], kind: str) -> list[str]:
+    return _first_task(b, kind)["python_wheel_task"]["parameters"]
 
 
 CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
     "unknown depends_on": (
         "depends_on",
-        lambda b: _set_dep(b, "feature_pipeline", 1, [{"task_key": "ingestion"}]),
+        lambda b: _set_dep(b, "features", 1, [{"task_key": "ingestion"}]),
         "unknown task ingestion",
     ),
     "dependency cycle": (
         "depends_on",
-        lambda b: _set_dep(b, "feature_pipeline", 0, [{"task_key": "materialize"}]),
+        lambda b: _set_dep(b, "features", 0, [{"task_key": "materialize"}]),
         "cycle",
     ),
     "undefined environment": (
@@ -643,9 +943,7 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
     ),
     "undeclared variable": (
         "variables",
-        lambda b: _first_task(b, "training")["python_wheel_task"]["parameters"].append(
-            "${var.schema}"
-        ),
+        lambda b: _params(b, "training").append("${var.schema}"),
         "${var.schema} is used but not declared",
     ),
     "variable without value": (
@@ -655,8 +953,8 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
     ),
     "unknown job id": (
         "job_references",
-        lambda b: b["resources"]["jobs"]["monitoring"]["tasks"][3]["run_job_task"].update(
-            job_id="${resources.jobs.train.id}"
+        lambda b: _job(b, "monitoring")["tasks"][3]["run_job_task"].update(
+            job_id="${resources.jobs.training.id}"
         ),
         "names an undefined job",
     ),
@@ -669,6 +967,28 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
         "wheel_tasks",
         lambda b: _first_task(b, "training")["python_wheel_task"].update(package_name="fh"),
         "package_name fh",
+    ),
+    "no --use-case": (
+        "wheel_tasks",
+        lambda b: _params(b, "training").__delitem__(slice(2, None)),
+        "parameters need --use-case NAME",
+    ),
+    "unknown use case": (
+        "wheel_tasks",
+        lambda b: _params(b, "training").__setitem__(3, "churn"),
+        "--use-case churn is not a use case",
+    ),
+    "task of another use case": (
+        "use_cases",
+        lambda b: _params(b, "features").__setitem__(3, _other_training(b).rsplit("_", 1)[0]),
+        "runs use case",
+    ),
+    "retrain starts another use case's training": (
+        "use_cases",
+        lambda b: _job(b, "monitoring")["tasks"][3]["run_job_task"].update(
+            job_id=f"${{resources.jobs.{_other_training(b)}.id}}"
+        ),
+        "of another use case",
     ),
     "ungated condition": (
         "conditions",
@@ -690,9 +1010,11 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
 
 @pytest.mark.parametrize("breakage", sorted(CROSS_REFERENCE_BREAKAGES))
 def test_cross_reference_checks_catch_a_broken_bundle(
-    bundle: dict[str, Any], breakage: str
+    bundles: dict[str, dict[str, Any]], breakage: str
 ) -> None:
     check, mutate, expected = CROSS_REFERENCE_BREAKAGES[breakage]
+    bundle = bundles["prod"]
+    assert CROSS_REFERENCE_CHECKS[check](bundle) == [], "the intact bundle must pass"
     broken = copy.deepcopy(bundle)
     mutate(broken)
     problems = CROSS_REFERENCE_CHECKS[check](broken)

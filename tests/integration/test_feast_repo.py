@@ -11,7 +11,7 @@ from pathlib import Path
 from feast.repo_config import load_repo_config
 
 from featurehouse.config import load_settings
-from featurehouse.features import FEATURE_TABLES
+from featurehouse.discovery import load_use_cases
 from featurehouse.spark import local_spark_conf
 from featurehouse.store.feast_store import feast_repo_config
 from tests.helpers import PROJECT_ROOT
@@ -53,6 +53,7 @@ def test_feast_apply_runs_as_a_command_from_feature_repo(pipeline_run):
     )
 
     assert listed.returncode == 0, listed.stderr[-3000:]
-    for table in FEATURE_TABLES:
-        assert table.view_name in listed.stdout
+    for use_case in load_use_cases(pipeline_run.settings).values():
+        for table in use_case.tables:
+            assert table.view_name in listed.stdout
     assert (repo / "data" / "registry.db").is_file()

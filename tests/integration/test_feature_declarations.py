@@ -9,20 +9,30 @@ from datetime import datetime
 import pytest
 
 from featurehouse.config import load_settings
-from featurehouse.datagen.fleet import FleetSpec, simulate_fleet, write_raw_csv
-from featurehouse.features import FEATURE_TABLES, Feature
+from featurehouse.discovery import load_use_cases
 from featurehouse.features.build import build_feature_tables
 from featurehouse.features.docs import catalogue_markdown
-from featurehouse.ingest import ingest_all
+from featurehouse.ingest import ingest_use_case
 from featurehouse.io import Lakehouse
 from featurehouse.store.consistency import declaration_mismatches
 from featurehouse.store.feast_store import apply_definitions, feature_store
+from featurehouse.usecase import Feature
+from featurehouse.usecases.predictive_maintenance import USE_CASE
+from featurehouse.usecases.predictive_maintenance.simulator import (
+    FleetSpec,
+    simulate_fleet,
+    write_raw_csv,
+)
 from tests.helpers import PROJECT_ROOT, local_settings
+
+FEATURE_TABLES = USE_CASE.tables
 
 
 def test_the_committed_feature_catalogue_is_generated_from_the_declarations():
     committed = (PROJECT_ROOT / "docs" / "features.md").read_text()
-    assert committed == catalogue_markdown(FEATURE_TABLES, load_settings("local")), (
+    settings = load_settings("local")
+    use_cases = list(load_use_cases(settings).values())
+    assert committed == catalogue_markdown(use_cases, settings), (
         "docs/features.md is out of date: run `make docs`"
     )
 
@@ -30,12 +40,12 @@ def test_the_committed_feature_catalogue_is_generated_from_the_declarations():
 @pytest.fixture(scope="module")
 def built(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("declarations")
-    lake = Lakehouse(spark, local_settings(root))
+    lake = Lakehouse(spark, local_settings(root), USE_CASE.name)
     write_raw_csv(simulate_fleet(FleetSpec(2, datetime(2015, 1, 1), 2, seed=4)), root / "raw")
-    ingest_all(lake, root / "raw")
-    build_feature_tables(lake)
+    ingest_use_case(lake, USE_CASE, root / "raw")
+    build_feature_tables(lake, USE_CASE)
     store = feature_store(lake.settings)
-    apply_definitions(store, lake.settings)
+    apply_definitions(store, lake.settings, USE_CASE)
     return lake, store
 
 
@@ -64,9 +74,8 @@ def test_a_retyped_feature_is_reported(built):
 
     problems = declaration_mismatches(lake, store, [retyped])
 
-    assert f"features.machine_error_features.{first.name}: Delta type bigint, declared double" in (
-        problems
-    )
+    table = "predictive_maintenance.machine_error_features"
+    assert f"{table}.{first.name}: Delta type bigint, declared double" in problems
     assert any(f"{first.name}: type Int64, declared double" in p for p in problems), problems
 
 

@@ -11,15 +11,23 @@ import pytest
 from chispa import assert_approx_df_equality
 from delta.tables import DeltaTable
 
-from featurehouse.datagen.fleet import FleetSpec, simulate_fleet, write_raw_csv
 from featurehouse.errors import DataQualityError, SourceSchemaError
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES
 from featurehouse.features.build import FeatureRun, build_feature_tables, compute_batch
 from featurehouse.features.quality import in_range
-from featurehouse.features.telemetry import TELEMETRY_FEATURES
-from featurehouse.ingest import ingest_all
+from featurehouse.ingest import ingest_use_case
 from featurehouse.io import Lakehouse
+from featurehouse.usecase import EVENT_TIMESTAMP
+from featurehouse.usecases.predictive_maintenance import USE_CASE
+from featurehouse.usecases.predictive_maintenance.datasets import MACHINE_ID as ENTITY_KEY
+from featurehouse.usecases.predictive_maintenance.simulator import (
+    FleetSpec,
+    simulate_fleet,
+    write_raw_csv,
+)
+from featurehouse.usecases.predictive_maintenance.telemetry import TELEMETRY_FEATURES
 from tests.helpers import local_settings
+
+FEATURE_TABLES = USE_CASE.tables
 
 START = datetime(2015, 1, 1)
 DAYS = 4
@@ -40,7 +48,7 @@ def nullable(df):
 
 def recomputed(lake: Lakehouse, table=TELEMETRY_FEATURES):
     """The table computed from scratch on the current bronze tables: what it must equal."""
-    return compute_batch(table, {key: lake.read(key) for key in table.source_keys})
+    return compute_batch(table, {key: lake.read(key) for key in table.source_names})
 
 
 def changed_timestamps(before, after, machine: int, features) -> set[datetime]:
@@ -87,9 +95,9 @@ class History:
 def history(spark, tmp_path_factory) -> History:
     """Build, rerun, then load one late event and a new day, and run incrementally."""
     root = tmp_path_factory.mktemp("feature-job")
-    lake = Lakehouse(spark, local_settings(root))
+    lake = Lakehouse(spark, local_settings(root), "predictive_maintenance")
     write_raw_csv(simulate_fleet(FleetSpec(MACHINES, START, DAYS, seed=11)), root / "raw")
-    ingest_all(lake, root / "raw")
+    ingest_use_case(lake, USE_CASE, root / "raw")
     telemetry = lake.delta_table("telemetry")
     late_row = (
         lake.read("telemetry")
@@ -99,26 +107,28 @@ def history(spark, tmp_path_factory) -> History:
     assert len(late_row) == 1
     telemetry.delete((F.col(ENTITY_KEY) == LATE_MACHINE) & (F.col("timestamp") == LATE_AT))
 
-    first = build_feature_tables(lake)
+    first = build_feature_tables(lake, USE_CASE)
     versions_after_first = table_versions(lake)
-    rerun = build_feature_tables(lake)
+    rerun = build_feature_tables(lake, USE_CASE)
     versions_after_rerun = table_versions(lake)
-    before = lake.read("telemetry_features", version=lake.version("telemetry_features"))
+    before = lake.read(
+        "machine_telemetry_features", version=lake.version("machine_telemetry_features")
+    )
 
     # The late reading arrives together with the fleet's next day, out of order.
     last_day = lake.read("telemetry").where(F.col("timestamp") >= START + timedelta(days=DAYS - 1))
     next_day = last_day.withColumn("timestamp", F.col("timestamp") + F.expr("INTERVAL 1 DAY"))
     arrivals = next_day.unionByName(spark.createDataFrame(late_row, next_day.schema))
     lake.merge(arrivals, "telemetry", ["machine_id", "timestamp"])
-    incremental = build_feature_tables(lake)
+    incremental = build_feature_tables(lake, USE_CASE)
     versions_after_incremental = table_versions(lake)
 
     # A bronze commit without data (a compaction) moves the source's version, not its rows.
     telemetry_version = lake.version("telemetry")
     lake.optimize("telemetry")
     assert lake.version("telemetry") > telemetry_version
-    after_compaction = build_feature_tables(lake)
-    rerun_after_compaction = build_feature_tables(lake)
+    after_compaction = build_feature_tables(lake, USE_CASE)
+    rerun_after_compaction = build_feature_tables(lake, USE_CASE)
     return History(
         lake, first, rerun, versions_after_first, versions_after_rerun, incremental, before,
         versions_after_incremental, after_compaction, rerun_after_compaction,
@@ -157,7 +167,7 @@ def test_incremental_run_equals_a_full_rebuild(history):
 
 def test_a_source_commit_without_rows_moves_the_watermark_and_writes_nothing(history):
     expected = [
-        "no rows changed" if "telemetry" in t.source_keys else "up to date" for t in FEATURE_TABLES
+        "no rows changed" if "telemetry" in t.source_names else "up to date" for t in FEATURE_TABLES
     ]
     assert [r.mode for r in history.after_compaction] == expected
     assert [r.mode for r in history.rerun_after_compaction] == ["up to date"] * len(FEATURE_TABLES)
@@ -166,7 +176,7 @@ def test_a_source_commit_without_rows_moves_the_watermark_and_writes_nothing(his
 
 def test_a_late_event_updates_exactly_the_rows_whose_windows_hold_it(history):
     lake = history.lake
-    after = lake.read("telemetry_features")
+    after = lake.read("machine_telemetry_features")
     before_new_day = after.where(F.col(EVENT_TIMESTAMP) < START + timedelta(days=DAYS))
     changed = changed_timestamps(
         history.telemetry_before_late,
@@ -185,7 +195,7 @@ def test_a_late_event_updates_exactly_the_rows_whose_windows_hold_it(history):
 
 def test_backfill_of_unchanged_range_changes_nothing_and_repairs_a_tampered_row(history):
     lake = history.lake
-    target = lake.delta_table("telemetry_features")
+    target = lake.delta_table("machine_telemetry_features")
     at = START + timedelta(days=1, hours=3)
     target.update(
         (F.col(ENTITY_KEY) == 1) & (F.col(EVENT_TIMESTAMP) == at), {"volt_mean_3h": F.lit(-1.0)}
@@ -198,7 +208,7 @@ def test_backfill_of_unchanged_range_changes_nothing_and_repairs_a_tampered_row(
     assert runs[0].mode == "backfill"
     assert runs[0].rows_computed == MACHINES * 24
     assert (runs[0].inserted, runs[0].updated) == (0, 1)
-    repaired = lake.read("telemetry_features").where(
+    repaired = lake.read("machine_telemetry_features").where(
         (F.col(ENTITY_KEY) == 1) & (F.col(EVENT_TIMESTAMP) == at)
     )
     assert repaired.first()["volt_mean_3h"] > 0
@@ -209,9 +219,9 @@ def test_backfill_of_unchanged_range_changes_nothing_and_repairs_a_tampered_row(
 
 @pytest.fixture
 def small_lake(spark, tmp_path) -> Lakehouse:
-    lake = Lakehouse(spark, local_settings(tmp_path))
+    lake = Lakehouse(spark, local_settings(tmp_path), "predictive_maintenance")
     write_raw_csv(simulate_fleet(FleetSpec(2, START, 2, seed=5)), tmp_path / "raw")
-    ingest_all(lake, tmp_path / "raw")
+    ingest_use_case(lake, USE_CASE, tmp_path / "raw")
     return lake
 
 
@@ -227,9 +237,13 @@ def test_rows_failing_an_expectation_are_quarantined_and_counts_reconcile(small_
     assert run.rows_computed == total
     assert 0 < run.rows_quarantined < total
     assert run.rows_valid + run.rows_quarantined == total
-    assert small_lake.read("telemetry_features").count() == run.rows_valid
-    assert small_lake.read("telemetry_features").agg(F.max("volt_mean_3h")).first()[0] <= 170
-    quarantined = small_lake.read("quarantine").where(F.col("dataset") == "telemetry_features")
+    assert small_lake.read("machine_telemetry_features").count() == run.rows_valid
+    assert (
+        small_lake.read("machine_telemetry_features").agg(F.max("volt_mean_3h")).first()[0] <= 170
+    )
+    quarantined = small_lake.read("quarantine").where(
+        F.col("dataset") == "machine_telemetry_features"
+    )
     assert quarantined.count() == run.rows_quarantined
     assert {r["reason"] for r in quarantined.collect()} == {"volt_mean_3h in [-inf, 170.0]"}
     results = small_lake.read("data_quality").where(F.col("expectation").contains("volt"))
@@ -253,7 +267,7 @@ def test_a_failed_expectation_of_severity_fail_publishes_nothing(small_lake):
     with pytest.raises(DataQualityError, match=r"\(machine_id, event_timestamp\) unique: 3 of"):
         build_feature_tables(small_lake, [duplicated])
 
-    assert not small_lake.exists("telemetry_features")
+    assert not small_lake.exists("machine_telemetry_features")
     results = small_lake.read("data_quality").where(F.col("status") == "fail").collect()
     assert [(r["expectation"], r["failed_rows"]) for r in results] == [
         ("(machine_id, event_timestamp) unique", 3)
@@ -262,8 +276,8 @@ def test_a_failed_expectation_of_severity_fail_publishes_nothing(small_lake):
 
 
 def test_freshness_is_checked_against_the_configured_maximum_age(spark, small_lake, tmp_path):
-    settings = local_settings(tmp_path, quality={"max_staleness_hours": 24})
-    lake = Lakehouse(spark, settings)
+    settings = local_settings(tmp_path, quality={"max_staleness": "24h"})
+    lake = Lakehouse(spark, settings, "predictive_maintenance")
     newest = START + timedelta(days=2) - timedelta(hours=1)
 
     stale = build_feature_tables(lake, [TELEMETRY_FEATURES], now=newest + timedelta(hours=30))
@@ -294,10 +308,13 @@ def test_a_new_source_column_is_ignored(small_lake):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda df: df.drop("volt"), r"bronze.telemetry: required column\(s\) missing: volt"),
+        (
+            lambda df: df.drop("volt"),
+            r"predictive_maintenance.telemetry: required column\(s\) missing: volt",
+        ),
         (
             lambda df: df.withColumn("rotate", F.col("rotate").cast("string")),
-            r"bronze.telemetry: column type changed: rotate is string, expected double",
+            r"predictive_maintenance.telemetry: column type changed: rotate is string, expected double",
         ),
     ],
     ids=["missing", "retyped"],
@@ -306,13 +323,13 @@ def test_a_missing_or_retyped_source_column_stops_the_run_before_writing(
     small_lake, change, message
 ):
     build_feature_tables(small_lake, [TELEMETRY_FEATURES])
-    version = small_lake.version("telemetry_features")
+    version = small_lake.version("machine_telemetry_features")
     small_lake.overwrite(change(small_lake.read("telemetry")), "telemetry")
 
     with pytest.raises(SourceSchemaError, match=message):
         build_feature_tables(small_lake, [TELEMETRY_FEATURES], full=True)
 
-    assert small_lake.version("telemetry_features") == version
+    assert small_lake.version("machine_telemetry_features") == version
 
 
 # --- layout ----------------------------------------------------------------------------------
@@ -322,16 +339,16 @@ def test_tables_are_clustered_commented_and_optimized_as_configured(spark, tmp_p
     settings = local_settings(
         tmp_path, layout={"optimize": True, "vacuum": True, "vacuum_retention_hours": 168}
     )
-    lake = Lakehouse(spark, settings)
+    lake = Lakehouse(spark, settings, "predictive_maintenance")
 
     build_feature_tables(lake, [TELEMETRY_FEATURES])
 
-    detail = spark.sql(f"DESCRIBE DETAIL {lake.sql_name('telemetry_features')}").first()
+    detail = spark.sql(f"DESCRIBE DETAIL {lake.sql_name('machine_telemetry_features')}").first()
     assert detail["clusteringColumns"] == list(TELEMETRY_FEATURES.cluster_by)
     assert detail["description"] == TELEMETRY_FEATURES.description
     assert detail["properties"]["delta.enableChangeDataFeed"] == "true"
     operations = [
-        r["operation"] for r in DeltaTable.forPath(spark, str(lake.location("telemetry_features")))
+        r["operation"] for r in DeltaTable.forPath(spark, str(lake.location("machine_telemetry_features")))
         .history().collect()
     ]  # fmt: skip
     assert {"OPTIMIZE", "VACUUM END"} <= set(operations)

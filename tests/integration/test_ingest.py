@@ -1,4 +1,5 @@
-"""Ingestion: raw CSV -> bronze Delta, with quarantine, reconciliation and idempotent reruns."""
+"""Ingestion of the predictive-maintenance files: raw CSV -> bronze Delta, with quarantine,
+reconciliation and idempotent reruns."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from pathlib import Path
 
 import pyspark.sql.functions as F
 import pytest
-from typer.testing import CliRunner
 
-from featurehouse.cli import app
-from featurehouse.datagen.fleet import FleetSpec, simulate_fleet, write_raw_csv
 from featurehouse.errors import InputDataError
-from featurehouse.ingest import RAW_DATASETS, TimestampRange, ingest_all, ingest_dataset
-from tests.helpers import AZURE_PDM, local_overrides, write_conf_dir
-
-TELEMETRY = next(d for d in RAW_DATASETS if d.table_key == "telemetry")
+from featurehouse.ingest import TimestampRange, ingest_dataset, ingest_use_case
+from featurehouse.io import Lakehouse
+from featurehouse.usecases.predictive_maintenance import USE_CASE
+from featurehouse.usecases.predictive_maintenance.datasets import DATASETS, MACHINES, TELEMETRY
+from featurehouse.usecases.predictive_maintenance.simulator import (
+    FleetSpec,
+    simulate_fleet,
+    write_raw_csv,
+)
+from tests.helpers import AZURE_PDM
 
 # One good row per problem the quarantine must name; machine 1's rows at 2015-01-01 00:00
 # and 01:00 come from the simulator, so the "duplicate" line collides with a good row.
@@ -34,8 +38,14 @@ BAD_TELEMETRY_LINES = {
     "2999-01-01 00:00:00,1,170.0,450.0,100.0,40.0": "timestamp in the future",
     "1999-12-31 23:00:00,1,170.0,450.0,100.0,40.0": "timestamp before 2000-01-01",
     "2015-01-01 00:00:00,1,1.0,2.0,3.0,4.0": "duplicate key",
+    "2015-02-01 06:00:00,99,170.0,450.0,100.0,40.0": "unknown machine_id (not in machines)",
 }
 GOOD_ROWS = 2 * 2 * 24  # telemetry rows of the simulated fleet below
+
+
+@pytest.fixture
+def lake(spark, settings) -> Lakehouse:
+    return Lakehouse(spark, settings, USE_CASE.name)
 
 
 @pytest.fixture
@@ -45,6 +55,12 @@ def raw_dir(tmp_path) -> Path:
     out = tmp_path / "raw"
     write_raw_csv(frames, out)
     return out
+
+
+@pytest.fixture
+def machines(lake, raw_dir) -> None:
+    """The machine list is in bronze: telemetry of an unknown machine is refused."""
+    ingest_dataset(lake, raw_dir, MACHINES)
 
 
 def append_lines(path: Path, lines) -> None:
@@ -58,13 +74,15 @@ def quarantine(lake) -> list[tuple[str, str]]:
 
 
 def test_ingest_accepts_every_simulated_row_and_reconciles(lake, raw_dir):
-    reports = ingest_all(lake, raw_dir)
+    reports = ingest_use_case(lake, USE_CASE, raw_dir)
 
-    assert [r.table for r in reports] == [lake.name(d.table_key) for d in RAW_DATASETS]
+    assert [r.table for r in reports] == [lake.name(d.name) for d in DATASETS]
+    assert reports[1].table == "predictive_maintenance.telemetry"
     for report in reports:
         assert report.reconciles()
         assert report.quarantined == 0
         assert report.inserted == report.accepted == report.rows_read
+        assert (report.updated, report.superseded) == (0, 0)
     assert lake.read("telemetry").count() == 2 * 2 * 24
     assert lake.read("telemetry").schema.simpleString() == (
         "struct<timestamp:timestamp,machine_id:bigint,volt:double,rotate:double,"
@@ -72,7 +90,7 @@ def test_ingest_accepts_every_simulated_row_and_reconciles(lake, raw_dir):
     )
 
 
-def test_ingest_quarantines_each_bad_row_with_its_reason(lake, raw_dir):
+def test_ingest_quarantines_each_bad_row_with_its_reason(lake, raw_dir, machines):
     append_lines(raw_dir / "PdM_telemetry.csv", BAD_TELEMETRY_LINES)
 
     report = ingest_dataset(lake, raw_dir, TELEMETRY)
@@ -90,7 +108,7 @@ def test_ingest_quarantines_each_bad_row_with_its_reason(lake, raw_dir):
     assert kept.select("volt").first()["volt"] != 1.0
 
 
-def test_rerunning_ingestion_adds_nothing(lake, raw_dir):
+def test_rerunning_ingestion_adds_nothing(lake, raw_dir, machines):
     append_lines(raw_dir / "PdM_telemetry.csv", BAD_TELEMETRY_LINES)
     first = ingest_dataset(lake, raw_dir, TELEMETRY)
 
@@ -102,7 +120,7 @@ def test_rerunning_ingestion_adds_nothing(lake, raw_dir):
     assert lake.read("quarantine").count() == first.quarantined
 
 
-def test_a_file_cut_off_mid_line_quarantines_its_last_line_as_truncated(lake, raw_dir):
+def test_a_file_cut_off_mid_line_quarantines_its_last_line_as_truncated(lake, raw_dir, machines):
     # A writer stopped half-way through the last line: no newline, 3 of 6 fields.
     with (raw_dir / "PdM_telemetry.csv").open("a") as handle:
         handle.write("2015-02-01 00:00:00,1,170.0")
@@ -115,7 +133,9 @@ def test_a_file_cut_off_mid_line_quarantines_its_last_line_as_truncated(lake, ra
     assert quarantine(lake) == [("truncated line: 3 of 6 fields", "2015-02-01 00:00:00,1,170.0")]
 
 
-def test_a_line_with_more_fields_than_the_header_is_quarantined_as_malformed(lake, raw_dir):
+def test_a_line_with_more_fields_than_the_header_is_quarantined_as_malformed(
+    lake, raw_dir, machines
+):
     long_line = "2015-02-01 00:00:00,1,170.0,450.0,100.0,40.0,99"
     append_lines(raw_dir / "PdM_telemetry.csv", [long_line])
 
@@ -127,16 +147,15 @@ def test_a_line_with_more_fields_than_the_header_is_quarantined_as_malformed(lak
 
 
 def test_a_quoted_comma_is_one_field(lake, raw_dir):
-    machines = next(d for d in RAW_DATASETS if d.table_key == "machines")
     append_lines(raw_dir / "PdM_machines.csv", ['3,"model,9",7'])
 
-    report = ingest_dataset(lake, raw_dir, machines)
+    report = ingest_dataset(lake, raw_dir, MACHINES)
 
     assert (report.rows_read, report.accepted, report.quarantined) == (3, 3, 0)
     assert lake.read("machines").where("machine_id = 3").first()["model"] == "model,9"
 
 
-def test_columns_are_matched_by_name_and_unknown_ones_ignored(lake, raw_dir, caplog):
+def test_columns_are_matched_by_name_and_unknown_ones_ignored(lake, raw_dir, machines, caplog):
     # A second file from a newer exporter: another column order and an extra column.
     extra = raw_dir / "PdM_telemetry_v2.csv"
     extra.write_text(
@@ -162,7 +181,7 @@ def test_columns_are_matched_by_name_and_unknown_ones_ignored(lake, raw_dir, cap
     assert "sensor_temp" not in lake.read("telemetry").columns
 
 
-def test_a_byte_order_mark_and_windows_line_ends_are_read_as_plain_csv(lake, raw_dir):
+def test_a_byte_order_mark_and_windows_line_ends_are_read_as_plain_csv(lake, raw_dir, machines):
     path = raw_dir / "PdM_telemetry.csv"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
 
@@ -178,7 +197,7 @@ def cut_gzip_in_half(folder: Path) -> None:
     (folder / "PdM_telemetry.csv.gz").write_bytes(data[: len(data) // 2])
 
 
-def test_a_refused_row_does_not_make_a_later_good_row_a_duplicate(lake, raw_dir):
+def test_a_refused_row_does_not_make_a_later_good_row_a_duplicate(lake, raw_dir, machines):
     append_lines(
         raw_dir / "PdM_telemetry.csv",
         [
@@ -194,7 +213,9 @@ def test_a_refused_row_does_not_make_a_later_good_row_a_duplicate(lake, raw_dir)
     assert report.reconciles()
 
 
-def test_timestamps_must_lie_between_the_earliest_and_now_plus_the_allowed_lead(lake, raw_dir):
+def test_timestamps_must_lie_between_the_earliest_and_now_plus_the_allowed_lead(
+    lake, raw_dir, machines
+):
     # The local settings allow 60 minutes ahead of now, and nothing before 2000-01-01.
     now = datetime(2015, 2, 1, 0, 0)
     lines = {
@@ -223,6 +244,28 @@ def test_timestamp_range_comes_from_the_quality_settings(settings):
     assert timestamps == TimestampRange(datetime(2000, 1, 1), datetime(2024, 5, 1, 13, 0))
 
 
+def test_only_the_data_sets_with_files_are_ingested_and_the_others_skipped(lake, raw_dir):
+    ingest_use_case(lake, USE_CASE, raw_dir)
+    before = lake.version("errors")
+    for name in ("PdM_machines.csv", "PdM_errors.csv", "PdM_maint.csv", "PdM_failures.csv"):
+        (raw_dir / name).unlink()
+    append_lines(raw_dir / "PdM_telemetry.csv", ["2015-02-01 00:00:00,1,170.0,450.0,100.0,40.0"])
+
+    reports = {r.dataset: r for r in ingest_use_case(lake, USE_CASE, raw_dir)}
+
+    assert reports["telemetry"].inserted == 1
+    assert reports["telemetry"].reconciles()
+    skipped = [r for r in reports.values() if r.skipped]
+    assert [r.summary() for r in skipped] == [
+        "machines: no files (PdM_machines*.csv*), skipped",
+        "errors: no files (PdM_errors*.csv*), skipped",
+        "maintenance: no files (PdM_maint*.csv*), skipped",
+        "failures: no files (PdM_failures*.csv*), skipped",
+    ]
+    assert all(r.files == r.rows_read == 0 for r in skipped)
+    assert lake.version("errors") == before
+
+
 @pytest.mark.parametrize(
     ("prepare", "message"),
     [
@@ -245,7 +288,11 @@ def test_timestamp_range_comes_from_the_quality_settings(settings):
             ),
             "PdM_telemetry.csv: column(s) volt appear more than once in the header",
         ),
-        (lambda d: (d / "PdM_telemetry.csv").unlink(), "no telemetry files (PdM_telemetry*.csv*)"),
+        (
+            lambda d: [p.unlink() for p in d.iterdir()],
+            "no input files of use case predictive_maintenance in {folder}:"
+            " no machines files (PdM_machines*.csv*), no telemetry files (PdM_telemetry*.csv*),",
+        ),
         (
             lambda d: (d / "PdM_telemetry.csv").write_bytes(gzip.compress(b"x")[:5]),
             "PdM_telemetry.csv: cannot be read as CSV text",
@@ -266,7 +313,7 @@ def test_timestamp_range_comes_from_the_quality_settings(settings):
         "missing-column",
         "second-file",
         "repeated-column",
-        "missing",
+        "no-files",
         "binary",
         "json",
         "cut-gzip",
@@ -275,30 +322,10 @@ def test_timestamp_range_comes_from_the_quality_settings(settings):
 def test_bad_input_files_fail_before_anything_is_written(lake, raw_dir, prepare, message):
     prepare(raw_dir)
 
-    with pytest.raises(InputDataError, match=re.escape(message)):
-        ingest_all(lake, raw_dir)
+    with pytest.raises(InputDataError, match=re.escape(message.replace("{folder}", str(raw_dir)))):
+        ingest_use_case(lake, USE_CASE, raw_dir)
 
     assert not lake.exists("machines")
-
-
-def test_cli_reports_a_missing_input_folder_in_one_line(tmp_path, monkeypatch):
-    conf_dir = write_conf_dir(tmp_path, local_overrides(tmp_path / "lake"))
-    monkeypatch.setenv("FEATUREHOUSE_CONF_DIR", str(conf_dir))
-
-    result = CliRunner().invoke(app, ["ingest", "--input", str(tmp_path / "nowhere")])
-
-    assert result.exit_code == 2
-    assert result.output.strip() == f"error: input folder not found: {tmp_path / 'nowhere'}"
-
-
-def test_cli_rejects_a_misspelt_environment_in_one_line():
-    result = CliRunner().invoke(app, ["ingest", "--env", "prdo"])
-
-    assert result.exit_code == 2
-    assert result.output.strip() == (
-        "error: unknown environment 'prdo': choose one of local, dev, staging, prod"
-    )
-    assert "Traceback" not in result.output
 
 
 @pytest.mark.skipif(
@@ -308,7 +335,7 @@ def test_cli_rejects_a_misspelt_environment_in_one_line():
 def test_ingests_the_published_azure_data(lake):
     folder = AZURE_PDM / "telemetry_subset_m1-20_2015Q1"
 
-    reports = {r.table.split(".")[-1]: r for r in ingest_all(lake, folder)}
+    reports = {r.dataset: r for r in ingest_use_case(lake, USE_CASE, folder)}
 
     assert {name: r.rows_read for name, r in reports.items()} == {
         "machines": 20,

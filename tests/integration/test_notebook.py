@@ -7,13 +7,14 @@ import runpy
 import pyspark.sql.functions as F
 import pytest
 
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES
 from featurehouse.io import Lakehouse
+from featurehouse.usecase import EVENT_TIMESTAMP
 from tests.helpers import PROJECT_ROOT
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "explore_features.py"
 HEADER = "# Databricks notebook source"
 SEPARATOR = "# COMMAND ----------"
+NAME = "predictive_maintenance"
 
 
 def notebook_cells() -> list[list[str]]:
@@ -48,61 +49,66 @@ def test_notebook_is_databricks_source_format():
 @pytest.fixture(scope="module")
 def notebook(pipeline_run) -> dict:
     """The notebook's globals after running it as a script against the e2e lakehouse."""
+    pipeline_run.outcome(NAME)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FEATUREHOUSE_CONF_DIR", str(pipeline_run.conf_dir))
         mp.setenv("FEATUREHOUSE_ENV", "local")
+        mp.setenv("FEATUREHOUSE_USE_CASE", NAME)
         return runpy.run_path(str(NOTEBOOK), run_name="__main__")
 
 
 @pytest.fixture(scope="module")
 def lake(pipeline_run, spark) -> Lakehouse:
-    return Lakehouse(spark, pipeline_run.settings)
+    return Lakehouse(spark, pipeline_run.settings, NAME)
+
+
+@pytest.fixture(scope="module")
+def use_case(pipeline_run):
+    return pipeline_run.use_cases[NAME]
 
 
 @pytest.mark.e2e
 def test_notebook_reads_the_configured_lakehouse(notebook, pipeline_run):
     assert notebook["settings"].storage.root == pipeline_run.settings.storage.root
-    assert notebook["settings"].tables == pipeline_run.settings.tables
+    assert notebook["use_case"].name == NAME
 
 
 @pytest.mark.e2e
 def test_row_counts_match_every_existing_table(notebook, lake):
-    keys = type(lake.settings.tables).model_fields
-    expected = {k: lake.read(k).count() for k in keys if lake.exists(k)}
+    expected = {k: lake.read(k).count() for k in lake.table_keys()}
     assert notebook["row_counts"] == expected
-    for key in ("telemetry", "failures", "telemetry_features", "predictions", "drift_metrics"):
+    for key in ("telemetry", "failures", "machine_telemetry_features", "predictions"):
         assert expected.get(key, 0) > 0, key
 
 
 @pytest.mark.e2e
-def test_declarations_list_every_declared_feature(notebook, lake):
+def test_declarations_list_every_declared_feature(notebook, lake, use_case):
     declarations = notebook["declarations"]
-    declared = [(t.view_name, f.name) for t in FEATURE_TABLES for f in t.features]
-    assert len(declarations) == len(declared)
+    declared = [(t.view_name, f.name) for t in use_case.tables for f in t.features]
     assert list(zip(declarations["feature_view"], declarations["feature"], strict=True)) == declared
     assert declarations["description"].str.len().gt(0).all()
-    assert set(declarations["table"]) == {lake.name(t.table_key) for t in FEATURE_TABLES}
+    assert set(declarations["table"]) == {lake.name(t.name) for t in use_case.tables}
 
 
 @pytest.mark.e2e
-def test_telemetry_summary_covers_every_row(notebook):
-    summary = notebook["telemetry_summary"]
-    rows = notebook["row_counts"]["telemetry_features"]
+def test_feature_summary_covers_every_row(notebook):
+    summary = notebook["feature_summary"]
+    rows = notebook["row_counts"]["machine_telemetry_features"]
     assert int(summary.loc["count", "vibration_mean_24h"]) == rows
     assert float(summary.loc["min", "vibration_mean_24h"]) > 0
 
 
 @pytest.mark.e2e
-def test_machine_rows_are_that_machines_newest(notebook, lake):
-    machine_id = notebook["machine_id"]
-    rows = notebook["machine_rows"].collect()
+def test_entity_rows_are_that_entitys_newest(notebook, lake):
+    machine_id = notebook["entity"]["machine_id"]
+    rows = notebook["entity_rows"].collect()
     assert 0 < len(rows) <= 24
-    assert {r[ENTITY_KEY] for r in rows} == {machine_id}
+    assert {r["machine_id"] for r in rows} == {machine_id}
     times = [r[EVENT_TIMESTAMP] for r in rows]
     assert times == sorted(times, reverse=True)
     newest = (
-        lake.read("telemetry_features")
-        .where(F.col(ENTITY_KEY) == machine_id)
+        lake.read("machine_telemetry_features")
+        .where(F.col("machine_id") == machine_id)
         .agg(F.max(EVENT_TIMESTAMP))
         .first()[0]
     )
@@ -110,11 +116,10 @@ def test_machine_rows_are_that_machines_newest(notebook, lake):
 
 
 @pytest.mark.e2e
-def test_vibration_and_errors_are_higher_before_failures(notebook):
-    signal = notebook["signal"].set_index("failure_within_24h")
+def test_vibration_and_errors_are_higher_before_failures(notebook, use_case):
+    signal = notebook["signal"].set_index(use_case.label.name)
     assert list(signal.index) == [0, 1]
     assert signal.loc[1, "rows"] > 0
-    assert signal["rows"].sum() <= notebook["row_counts"]["telemetry_features"]
     assert signal.loc[1, "mean_vibration_mean_24h"] > signal.loc[0, "mean_vibration_mean_24h"]
     assert signal.loc[1, "mean_errors_count_24h"] > signal.loc[0, "mean_errors_count_24h"]
 
@@ -122,23 +127,20 @@ def test_vibration_and_errors_are_higher_before_failures(notebook):
 @pytest.mark.e2e
 def test_history_reaches_the_current_version(notebook, lake):
     versions = [r["version"] for r in notebook["history"].collect()]
-    assert versions[0] == lake.version("telemetry_features")
+    assert versions[0] == lake.version("machine_telemetry_features")
     assert 0 in versions
 
 
 @pytest.mark.e2e
 def test_latest_drift_and_predictions_come_from_the_pipeline_run(notebook, pipeline_run):
+    outcome = pipeline_run.outcome(NAME)
     drift = notebook["latest_drift"]
-    report = pipeline_run.outcome.drift
     assert drift is not None
     assert drift["window_end"].nunique() == 1
-    assert set(drift["column"]) == {c.column for c in report.columns}
-    assert set(drift["model_version"]) == {report.model_version}
+    assert set(drift["column"]) == {c.column for c in outcome.drift.columns}
 
     predictions = notebook["latest_predictions"]
-    scoring = pipeline_run.outcome.scoring
     assert predictions is not None
-    assert len(predictions) == scoring.machines
-    assert set(predictions["model_version"]) == {scoring.model_version}
+    assert len(predictions) == outcome.scoring.entities
     probabilities = predictions["failure_probability"].tolist()
     assert probabilities == sorted(probabilities, reverse=True)

@@ -8,17 +8,27 @@ import pyspark.sql.functions as F
 import pytest
 from chispa import assert_df_equality
 
-from featurehouse.datagen.fleet import FleetSpec, simulate_fleet, write_raw_csv
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES
 from featurehouse.features.build import build_feature_tables
-from featurehouse.ingest import ingest_all
+from featurehouse.ingest import ingest_use_case
 from featurehouse.io import Lakehouse
 from featurehouse.store.feast_store import apply_definitions, feature_store
 from featurehouse.store.pit import FeatureLookup
 from featurehouse.store.training_set import build_training_set
 from featurehouse.training.dataset import build_training_dataset, rebuild_from_spec
-from featurehouse.training.labels import LABEL, entity_rows, with_failure_label
+from featurehouse.training.labels import spine_rows, with_label
+from featurehouse.usecase import EVENT_TIMESTAMP, Spine
+from featurehouse.usecases.predictive_maintenance import USE_CASE
+from featurehouse.usecases.predictive_maintenance.datasets import MACHINE_ID as ENTITY_KEY
+from featurehouse.usecases.predictive_maintenance.datasets import TELEMETRY
+from featurehouse.usecases.predictive_maintenance.simulator import (
+    FleetSpec,
+    simulate_fleet,
+    write_raw_csv,
+)
 from tests.helpers import AZURE_PDM, local_settings
+
+FEATURE_TABLES = USE_CASE.tables
+LABEL = USE_CASE.label.name
 
 START = datetime(2015, 1, 1)
 
@@ -26,16 +36,16 @@ START = datetime(2015, 1, 1)
 def simulate_into(lake: Lakehouse, *, start: datetime, days: int, seed: int) -> None:
     raw = lake.settings.storage.root / f"raw-{start:%Y%m%d}"
     write_raw_csv(simulate_fleet(FleetSpec(machines=4, start=start, days=days, seed=seed)), raw)
-    ingest_all(lake, raw)
-    build_feature_tables(lake)
+    ingest_use_case(lake, USE_CASE, raw)
+    build_feature_tables(lake, USE_CASE)
 
 
 @pytest.fixture(scope="module")
 def lake(spark, tmp_path_factory):
     settings = local_settings(tmp_path_factory.mktemp("training-set"))
-    lake = Lakehouse(spark, settings)
+    lake = Lakehouse(spark, settings, USE_CASE.name)
     simulate_into(lake, start=START, days=20, seed=5)
-    apply_definitions(feature_store(settings), settings)
+    apply_definitions(feature_store(settings), settings, USE_CASE)
     return lake
 
 
@@ -44,13 +54,13 @@ def ordered(df):
 
 
 def test_rebuild_equals_the_original_after_new_data_arrives(lake):
-    original, spec = build_training_dataset(lake, lake.settings)
+    original, spec = build_training_dataset(lake, lake.settings, USE_CASE)
     original_rows = original.collect()
 
     # Twenty more days of telemetry, errors and failures arrive; features are rebuilt.
     simulate_into(lake, start=START + timedelta(days=20), days=20, seed=6)
-    rebuilt = rebuild_from_spec(lake, spec)
-    fresh, _ = build_training_dataset(lake, lake.settings)
+    rebuilt = rebuild_from_spec(lake, USE_CASE, spec)
+    fresh, _ = build_training_dataset(lake, lake.settings, USE_CASE)
 
     assert_df_equality(
         ordered(rebuilt), ordered(lake.spark.createDataFrame(original_rows, original.schema))
@@ -61,19 +71,19 @@ def test_rebuild_equals_the_original_after_new_data_arrives(lake):
 
 
 def test_rebuild_refuses_an_entity_frame_that_changed(lake):
-    _, spec = build_training_dataset(lake, lake.settings)
+    _, spec = build_training_dataset(lake, lake.settings, USE_CASE)
     tampered = type(spec)(**{**spec.__dict__, "entity_fingerprint": "0:0"})
 
     with pytest.raises(Exception, match="the rebuilt entity frame differs from the original"):
-        rebuild_from_spec(lake, tampered)
+        rebuild_from_spec(lake, USE_CASE, tampered)
 
 
 def azure_or_simulated_lake(spark, tmp_path) -> Lakehouse:
-    lake = Lakehouse(spark, local_settings(tmp_path))
+    lake = Lakehouse(spark, local_settings(tmp_path), USE_CASE.name)
     folder = AZURE_PDM / "telemetry_subset_m1-20_2015Q1"
     if folder.is_dir():
-        ingest_all(lake, folder)
-        build_feature_tables(lake)
+        ingest_use_case(lake, USE_CASE, folder)
+        build_feature_tables(lake, USE_CASE)
     else:
         print(f"{folder} is absent: checking leakage on simulated data instead")
         simulate_into(lake, start=START, days=30, seed=9)
@@ -86,10 +96,11 @@ def test_no_training_row_sees_a_feature_from_after_its_timestamp(spark, tmp_path
     lake = azure_or_simulated_lake(spark, tmp_path)
     telemetry = lake.read("telemetry")
     observed_until = telemetry.agg(F.max("timestamp")).first()[0]
-    entities = with_failure_label(
-        entity_rows(telemetry, stride_hours=1),
+    entities = with_label(
+        spine_rows(telemetry, Spine(TELEMETRY, every=timedelta(hours=1)), USE_CASE.entity.keys),
         lake.read("failures"),
-        horizon_hours=24,
+        USE_CASE.label,
+        USE_CASE.keys,
         observed_until=observed_until,
     )
     lookups = []

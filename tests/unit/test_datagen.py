@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featurehouse.datagen import (
+from featurehouse.usecases.predictive_maintenance.simulator import (
     COMPONENTS,
     ERROR_IDS,
     MODELS,

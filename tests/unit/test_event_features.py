@@ -3,35 +3,26 @@ days since the last failure. Window edges, counts per type, machines kept apart.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP
-from featurehouse.features.errors import (
+from featurehouse.features.quality import REASON, with_reasons
+from featurehouse.usecase import EVENT_TIMESTAMP
+from featurehouse.usecases.predictive_maintenance.datasets import MACHINE_ID as ENTITY_KEY
+from featurehouse.usecases.predictive_maintenance.errors import (
     ERROR_FEATURES,
     ERROR_IDS,
     telemetry_grid,
     with_error_counts,
 )
-from featurehouse.features.maintenance import (
+from featurehouse.usecases.predictive_maintenance.maintenance import (
     COMPONENTS,
     MAINTENANCE_FEATURES,
     with_component_history,
 )
-from featurehouse.features.quality import REASON, with_reasons
-
-T = datetime(2024, 1, 10, 12, 0, 0)
-H = timedelta(hours=1)
-D = timedelta(days=1)
-S = timedelta(seconds=1)
-US = timedelta(microseconds=1)
-PRECISION = 1e-9
-
-GRID_SCHEMA = "machine_id bigint, timestamp timestamp"
-ERRORS_SCHEMA = "machine_id bigint, timestamp timestamp, error_id string"
-COMPONENT_SCHEMA = "machine_id bigint, timestamp timestamp, component string"
+from tests.frames import COMPONENT_SCHEMA, ERRORS_SCHEMA, GRID_SCHEMA, PRECISION, US, D, H, S, T
 
 
 def _grid(spark, rows):
@@ -153,9 +144,9 @@ def test_error_feature_declaration_windows_tags_history_and_expectations(spark):
     tags = {f.name: dict(f.tags) for f in ERROR_FEATURES.features}
     assert tags["error1_count_72h"] == {"source": "errors", "window": "72h", "error_id": "error1"}
     assert tags["errors_count_168h"] == {"source": "errors", "window": "168h"}
-    (errors_source,) = [s for s in ERROR_FEATURES.sources if s.table_key == "errors"]
+    (errors_source,) = [s for s in ERROR_FEATURES.sources if s.name == "errors"]
     assert errors_source.history == timedelta(hours=168)
-    assert ERROR_FEATURES.table_key == "error_features"
+    assert ERROR_FEATURES.name == "machine_error_features"
     assert ERROR_FEATURES.view_name == "machine_errors"
     assert {e.severity for e in ERROR_FEATURES.expectations} == {"warn"}
 
@@ -277,8 +268,8 @@ def test_maintenance_table_builds_age_and_failure_features_from_bronze(spark):
         "maintenance": _components(spark, [(1, T - 6 * H, "comp2")]),
         "failures": _components(spark, [(1, T - 2 * D, "comp2")]),
     }
-    assert MAINTENANCE_FEATURES.source_keys == ["telemetry", "maintenance", "failures"]
-    (failures_source,) = [s for s in MAINTENANCE_FEATURES.sources if s.table_key == "failures"]
+    assert MAINTENANCE_FEATURES.source_names == ["telemetry", "maintenance", "failures"]
+    (failures_source,) = [s for s in MAINTENANCE_FEATURES.sources if s.name == "failures"]
     assert failures_source.history is None
 
     frame = MAINTENANCE_FEATURES.build(bronze)
@@ -294,7 +285,7 @@ def test_maintenance_table_builds_age_and_failure_features_from_bronze(spark):
 
 def test_maintenance_declaration_tags_descriptions_and_expectations(spark):
     features = {f.name: f for f in MAINTENANCE_FEATURES.features}
-    assert MAINTENANCE_FEATURES.table_key == "maintenance_features"
+    assert MAINTENANCE_FEATURES.name == "machine_maintenance_features"
     assert MAINTENANCE_FEATURES.view_name == "machine_maintenance"
     assert "last replaced" in features["hours_since_maint_comp1"].description
     assert dict(features["days_since_failure_comp3"].tags) == {

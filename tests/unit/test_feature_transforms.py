@@ -9,24 +9,23 @@ import pyspark.sql.functions as F
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES
-from featurehouse.features.errors import telemetry_grid, with_error_counts
-from featurehouse.features.machines import with_machine_attributes
-from featurehouse.features.maintenance import with_hours_since_maintenance
-from featurehouse.features.telemetry import with_rolling_telemetry_stats
-
-T = datetime(2024, 1, 10, 12, 0, 0)
-H = timedelta(hours=1)
-S = timedelta(seconds=1)
-PRECISION = 1e-9
-
-TELEMETRY_SCHEMA = (
-    "machine_id bigint, timestamp timestamp, "
-    "volt double, rotate double, pressure double, vibration double"
+from featurehouse.usecase import EVENT_TIMESTAMP
+from featurehouse.usecases.predictive_maintenance import USE_CASE
+from featurehouse.usecases.predictive_maintenance.datasets import MACHINE_ID as ENTITY_KEY
+from featurehouse.usecases.predictive_maintenance.errors import telemetry_grid, with_error_counts
+from featurehouse.usecases.predictive_maintenance.machines import with_machine_attributes
+from featurehouse.usecases.predictive_maintenance.maintenance import with_hours_since_maintenance
+from featurehouse.usecases.predictive_maintenance.telemetry import with_rolling_telemetry_stats
+from tests.frames import (
+    COMPONENT_SCHEMA,
+    ERRORS_SCHEMA,
+    GRID_SCHEMA,
+    PRECISION,
+    TELEMETRY_SCHEMA,
+    H,
+    S,
+    T,
 )
-EVENTS_SCHEMA = "machine_id bigint, timestamp timestamp, error_id string"
-MAINTENANCE_SCHEMA = "machine_id bigint, timestamp timestamp, component string"
-GRID_SCHEMA = "machine_id bigint, timestamp timestamp"
 
 
 def _telemetry(spark, rows):
@@ -184,7 +183,7 @@ def test_error_counts_match_hand_worked_frame(spark):
             (1, T + 30 * timedelta(minutes=1), "error1"),  # after T, before T + 1 h
             (2, T, "error1"),
         ],
-        EVENTS_SCHEMA,
+        ERRORS_SCHEMA,
     )
     expected = spark.createDataFrame(
         [
@@ -222,7 +221,7 @@ def test_error_counts_window_is_open_at_24h_back_and_closed_at_t(
     spark, error_offset, expected_count
 ):
     grid = spark.createDataFrame([(1, T)], GRID_SCHEMA)
-    errors = spark.createDataFrame([(1, T + error_offset, "error4")], EVENTS_SCHEMA)
+    errors = spark.createDataFrame([(1, T + error_offset, "error4")], ERRORS_SCHEMA)
 
     (row,) = with_error_counts(grid, errors).collect()
 
@@ -239,7 +238,7 @@ def test_error_counts_with_custom_ids_and_hours_count_other_types_in_total_only(
             (1, T - 30 * timedelta(minutes=1), "error2"),  # in (T-1h, T]
             (1, T - H, "error1"),  # exactly 1 h back: out
         ],
-        EVENTS_SCHEMA,
+        ERRORS_SCHEMA,
     )
     # total counts error1 at T and error2 at T-30min = 2; error1 only the one at T = 1
     expected = spark.createDataFrame(
@@ -255,7 +254,7 @@ def test_error_counts_with_custom_ids_and_hours_count_other_types_in_total_only(
 
 def test_error_counts_are_zero_when_there_are_no_errors_at_all(spark):
     grid = spark.createDataFrame([(1, T), (2, T)], GRID_SCHEMA)
-    errors = spark.createDataFrame([], EVENTS_SCHEMA)
+    errors = spark.createDataFrame([], ERRORS_SCHEMA)
     expected = spark.createDataFrame(
         [(1, T, 0, 0), (2, T, 0, 0)],
         "machine_id bigint, event_timestamp timestamp, errors_count_24h bigint, "
@@ -281,7 +280,7 @@ def test_hours_since_maintenance_match_hand_worked_frame(spark):
             (1, T - 5 * H, "comp3"),  # component not asked for
             (2, T - 90 * timedelta(minutes=1), "comp2"),
         ],
-        MAINTENANCE_SCHEMA,
+        COMPONENT_SCHEMA,
     )
     expected = spark.createDataFrame(
         [
@@ -316,7 +315,7 @@ def test_hours_since_maintenance_counts_records_at_or_before_t_only(
     spark, maintenance_offset, expected_hours
 ):
     grid = spark.createDataFrame([(1, T)], GRID_SCHEMA)
-    maintenance = spark.createDataFrame([(1, T + maintenance_offset, "comp4")], MAINTENANCE_SCHEMA)
+    maintenance = spark.createDataFrame([(1, T + maintenance_offset, "comp4")], COMPONENT_SCHEMA)
 
     (row,) = with_hours_since_maintenance(grid, maintenance, components=("comp4",)).collect()
 
@@ -328,7 +327,7 @@ def test_hours_since_maintenance_counts_records_at_or_before_t_only(
 
 def test_hours_since_maintenance_is_null_when_machine_has_no_records(spark):
     grid = spark.createDataFrame([(1, T)], GRID_SCHEMA)
-    maintenance = spark.createDataFrame([], MAINTENANCE_SCHEMA)
+    maintenance = spark.createDataFrame([], COMPONENT_SCHEMA)
     expected = spark.createDataFrame(
         [(1, T, None, None, None, None)],
         "machine_id bigint, event_timestamp timestamp, hours_since_maint_comp1 double, "
@@ -376,12 +375,12 @@ def bronze(spark):
             ],
             TELEMETRY_SCHEMA + bookkeeping,
         ),
-        "errors": spark.createDataFrame([(1, T, "error1", *extra)], EVENTS_SCHEMA + bookkeeping),
+        "errors": spark.createDataFrame([(1, T, "error1", *extra)], ERRORS_SCHEMA + bookkeeping),
         "maintenance": spark.createDataFrame(
-            [(1, T - H, "comp1", *extra)], MAINTENANCE_SCHEMA + bookkeeping
+            [(1, T - H, "comp1", *extra)], COMPONENT_SCHEMA + bookkeeping
         ),
         "failures": spark.createDataFrame(
-            [(1, T + H, "comp1", *extra)], MAINTENANCE_SCHEMA + bookkeeping
+            [(1, T + H, "comp1", *extra)], COMPONENT_SCHEMA + bookkeeping
         ),
         "machines": spark.createDataFrame(
             [(1, "model3", 18, *extra)], "machine_id bigint, model string, age bigint" + bookkeeping
@@ -389,9 +388,9 @@ def bronze(spark):
     }
 
 
-@pytest.mark.parametrize("table", FEATURE_TABLES, ids=lambda t: t.table_key)
+@pytest.mark.parametrize("table", USE_CASE.tables, ids=lambda t: t.name)
 def test_feature_table_build_gives_declared_columns_and_types(bronze, table):
-    frame = table.build({key: bronze[key] for key in table.source_keys})
+    frame = table.build({key: bronze[key] for key in table.source_names})
 
     assert frame.columns == table.columns
     types = dict(frame.dtypes)

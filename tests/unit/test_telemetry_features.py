@@ -12,27 +12,21 @@ import pyspark.sql.functions as F
 import pytest
 from chispa import assert_approx_df_equality
 
-from featurehouse.features import EVENT_TIMESTAMP
-from featurehouse.features.telemetry import (
+from featurehouse.usecase import EVENT_TIMESTAMP
+from featurehouse.usecases.predictive_maintenance.telemetry import (
     BLOCK_HOURS,
     SENSORS,
     TELEMETRY_FEATURES,
     with_telemetry_features,
 )
-
-T = datetime(2024, 1, 10, 12, 0, 0)
-H = timedelta(hours=1)
-S = timedelta(seconds=1)
-PRECISION = 1e-9
-SCHEMA = (
-    "machine_id bigint, timestamp timestamp, "
-    "volt double, rotate double, pressure double, vibration double"
-)
+from tests.frames import PRECISION, TELEMETRY_SCHEMA, H, S, T
 
 
 def _telemetry(spark, rows):
     """Rows of (machine_id, timestamp, volt); the other sensors are constant."""
-    return spark.createDataFrame([(m, ts, v, 450.0, 100.0, 40.0) for m, ts, v in rows], SCHEMA)
+    return spark.createDataFrame(
+        [(m, ts, v, 450.0, 100.0, 40.0) for m, ts, v in rows], TELEMETRY_SCHEMA
+    )
 
 
 def _volt(spark, rows, *features):
@@ -312,7 +306,7 @@ def test_build_gives_declared_columns_with_tags_and_look_back(spark):
         "window": "24h",
     }
     (source,) = TELEMETRY_FEATURES.sources
-    assert (source.table_key, source.history) == ("telemetry", 24 * H)
+    assert (source.name, source.history) == ("telemetry", 24 * H)
     names = {e.name for e in TELEMETRY_FEATURES.expectations}
     assert "vibration_std_24h in [0, inf]" in names
     assert not any("slope" in n for n in names)

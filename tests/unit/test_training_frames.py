@@ -1,4 +1,4 @@
-"""Training frames on hand-worked inputs: entity rows, labels, time splits, metrics, promotion."""
+"""Training frames on hand-worked inputs: spine rows, labels, splits, metrics, promotion."""
 
 from __future__ import annotations
 
@@ -11,11 +11,35 @@ import pyspark.sql.functions as F
 import pytest
 from chispa import assert_df_equality
 
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP
-from featurehouse.training.labels import LABEL, entity_rows, with_failure_label
-from featurehouse.training.model import best_f1_threshold, classification_metrics
+from featurehouse.errors import FeaturehouseError
+from featurehouse.training.labels import spine_rows, with_label
+from featurehouse.training.metrics import (
+    best_f1_threshold,
+    classification_metrics,
+    regression_metrics,
+    symmetric_mape,
+)
 from featurehouse.training.registry import should_promote
-from featurehouse.training.split import split_by_time
+from featurehouse.training.split import split_frame
+from featurehouse.usecase import EVENT_TIMESTAMP, Column, Label, RawDataset, Spine, Split
+from tests.frames import COMPONENT_SCHEMA
+
+ENTITY_KEY = "machine_id"
+LABEL = "failure_within_horizon"
+READINGS = RawDataset(
+    "readings",
+    "readings*.csv",
+    (Column("timestamp", "timestamp"), Column(ENTITY_KEY, "bigint"), Column("volt", "double")),
+    keys=(ENTITY_KEY, "timestamp"),
+    time="timestamp",
+)
+FAILURES = RawDataset(
+    "failures",
+    "failures*.csv",
+    (Column("timestamp", "timestamp"), Column(ENTITY_KEY, "bigint"), Column("component", "string")),
+    keys=(ENTITY_KEY, "timestamp", "component"),
+    time="timestamp",
+)
 
 # 2024-01-01 00:00 UTC is epoch hour 473352 = 3 * 157784 = 24 * 19723: on the 3 h and 24 h grids.
 DAY1 = datetime(2024, 1, 1)
@@ -24,8 +48,29 @@ S = timedelta(seconds=1)
 
 TELEMETRY_SCHEMA = "machine_id bigint, timestamp timestamp, volt double"
 ENTITY_SCHEMA = "machine_id bigint, event_timestamp timestamp"
-FAILURE_SCHEMA = "machine_id bigint, timestamp timestamp, component string"
+FAILURE_SCHEMA = COMPONENT_SCHEMA
 LABELLED_SCHEMA = f"machine_id bigint, event_timestamp timestamp, {LABEL} int"
+
+
+def entity_rows(telemetry, *, stride_hours, start=None, end=None):
+    spine = Spine(READINGS, every=timedelta(hours=stride_hours))
+    return spine_rows(telemetry, spine, {ENTITY_KEY: "bigint"}, start=start, end=end)
+
+
+def with_failure_label(entities, failures, *, horizon_hours, observed_until, closed="right"):
+    label = Label(LABEL, "event", FAILURES, horizon=timedelta(hours=horizon_hours), closed=closed)
+    return with_label(entities, failures, label, [ENTITY_KEY], observed_until=observed_until)
+
+
+def split_by_time(frame, *, validation_fraction, test_fraction, gap):
+    return split_frame(
+        frame,
+        Split("time"),
+        keys=["row"],
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        gap=gap,
+    )
 
 
 # --- entity rows ------------------------------------------------------------------------------
@@ -315,4 +360,178 @@ def test_classification_metrics_of_one_class_labels_have_nan_aucs(labels, expect
     ],
 )
 def test_should_promote(challenger, champion, min_improvement, promoted):
-    assert should_promote(challenger, champion, min_improvement) is promoted
+    assert should_promote("pr_auc", challenger, champion, min_improvement) is promoted
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promoted"),
+    [
+        pytest.param(9.0, 10.0, True, id="lower_error_is_better"),
+        pytest.param(11.0, 10.0, False, id="higher_error_is_worse"),
+        pytest.param(10.0, 10.0, False, id="equal_error_is_not_promoted"),
+    ],
+)
+def test_should_promote_on_an_error_metric_wants_it_lower(challenger, champion, promoted):
+    assert should_promote("rmse", challenger, champion, 0.0) is promoted
+    assert should_promote("mae", challenger, champion, 0.5) is (promoted and challenger < 9.5)
+
+
+# --- labels: closed ends, sums, composite keys ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("closed", "offset", "expected"),
+    [
+        pytest.param("right", timedelta(0), 0, id="right_excludes_t"),
+        pytest.param("right", 24 * H, 1, id="right_includes_t_plus_h"),
+        pytest.param("both", timedelta(0), 1, id="both_includes_t"),
+        pytest.param("both", 24 * H, 1, id="both_includes_t_plus_h"),
+        pytest.param("left", timedelta(0), 1, id="left_includes_t"),
+        pytest.param("left", 24 * H, 0, id="left_excludes_t_plus_h"),
+        pytest.param("left", 24 * H - timedelta(microseconds=1), 1, id="left_includes_just_before"),
+    ],
+)
+def test_a_labels_closed_ends_decide_whether_an_event_at_the_edge_counts(
+    spark, closed, offset, expected
+):
+    t = DAY1 + 12 * H
+    entities = spark.createDataFrame([(1, t)], ENTITY_SCHEMA)
+    failures = spark.createDataFrame([(1, t + offset, "comp1")], FAILURE_SCHEMA)
+
+    actual = with_failure_label(
+        entities, failures, horizon_hours=24, observed_until=t + 48 * H, closed=closed
+    )
+
+    assert [tuple(r) for r in actual.collect()] == [(1, t, expected)]
+
+
+SALES = RawDataset(
+    "sales",
+    "sales*.parquet",
+    (
+        Column("date", "timestamp"),
+        Column("store_id", "bigint"),
+        Column("item_id", "bigint"),
+        Column("units", "bigint"),
+    ),
+    keys=("store_id", "item_id", "date"),
+    time="date",
+)
+D = timedelta(days=1)
+
+
+def test_a_sum_label_adds_the_next_days_of_the_same_composite_key(spark):
+    """Units over (t, t + 3d] per (store, item): the day itself is not in it, day t + 3 is."""
+    sales = spark.createDataFrame(
+        [
+            (DAY1 + d * D, 1, 1, units)
+            for d, units in enumerate([5, 1, 2, 3, 4, 100])  # days 0..5
+        ]
+        + [(DAY1 + D, 1, 2, 7), (DAY1 + D, 2, 1, 11)],  # other items / stores
+        "date timestamp, store_id bigint, item_id bigint, units bigint",
+    )
+    entities = spark.createDataFrame(
+        [(1, 1, DAY1), (1, 1, DAY1 + D), (1, 2, DAY1), (2, 2, DAY1)],
+        "store_id bigint, item_id bigint, event_timestamp timestamp",
+    )
+    label = Label("units_next_3d", "sum", SALES, horizon=3 * D, column="units")
+    expected = spark.createDataFrame(
+        [
+            (1, 1, DAY1, 1.0 + 2 + 3),  # days 1, 2, 3
+            (1, 1, DAY1 + D, 2.0 + 3 + 4),  # days 2, 3, 4
+            (1, 2, DAY1, 7.0),  # only its own item's sales
+            (2, 2, DAY1, 0.0),  # no sales in the horizon: 0, not null
+        ],
+        "store_id bigint, item_id bigint, event_timestamp timestamp, units_next_3d double",
+    )
+
+    actual = with_label(
+        entities, sales, label, ["store_id", "item_id"], observed_until=DAY1 + 5 * D
+    )
+
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+# --- regression metrics --------------------------------------------------------------------
+
+
+def test_regression_metrics_match_hand_worked_example():
+    actual = np.array([10.0, 0.0, 4.0, 6.0])
+    predicted = np.array([8.0, 0.0, 5.0, 9.0])
+    # errors 2, 0, 1, 3: MAE 6/4, RMSE sqrt(14/4); mean 5, SS_tot 25+25+1+1 = 52, SS_res 14.
+    # sMAPE terms |e| / mean(|a|, |p|): 2/9, 0 (0/0 counts as exact), 1/4.5, 3/7.5.
+    metrics = regression_metrics(actual, predicted)
+
+    assert metrics == pytest.approx(
+        {
+            "mae": 1.5,
+            "rmse": math.sqrt(3.5),
+            "smape": 100 * (2 / 9 + 0 + 1 / 4.5 + 3 / 7.5) / 4,
+            "r2": 1 - 14 / 52,
+            "mean_actual": 5.0,
+            "rows": 4.0,
+        }
+    )
+
+
+def test_smape_is_200_when_one_side_is_zero_and_0_when_both_are():
+    assert symmetric_mape(np.array([0.0, 0.0]), np.array([0.0, 0.0])) == 0.0
+    assert symmetric_mape(np.array([0.0]), np.array([5.0])) == pytest.approx(200.0)
+
+
+def test_r2_of_a_constant_target_is_nan_not_an_error():
+    metrics = regression_metrics(np.array([3.0, 3.0]), np.array([2.0, 4.0]))
+    assert math.isnan(metrics["r2"]) and metrics["mae"] == 1.0
+
+
+# --- splits by entity ------------------------------------------------------------------------
+
+
+def _entity_frame(entities: int, hours: int) -> pd.DataFrame:
+    stamps = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(hours), unit="h")
+    return pd.DataFrame(
+        [(e, t) for e in range(entities) for t in stamps], columns=["unit", EVENT_TIMESTAMP]
+    )
+
+
+def test_split_by_entity_holds_whole_entities_out_and_is_stable():
+    frame = _entity_frame(200, 5)
+
+    split = split_frame(
+        frame, Split("entity"), keys=["unit"], validation_fraction=0.2, test_fraction=0.25,
+        gap=timedelta(hours=1),
+    )  # fmt: skip
+    again = split_frame(
+        frame.sample(frac=1.0, random_state=3), Split("entity"), keys=["unit"],
+        validation_fraction=0.2, test_fraction=0.25, gap=timedelta(hours=1),
+    )  # fmt: skip
+
+    units = {name: set(part["unit"]) for name, part in split.parts().items()}
+    assert not units["train"] & units["test"] and not units["train"] & units["validation"]
+    assert not units["validation"] & units["test"]
+    assert sum(len(u) for u in units.values()) == 200  # every entity somewhere, whole
+    assert all(len(part) == 5 * len(units[n]) for n, part in split.parts().items())
+    assert 30 <= len(units["test"]) <= 70 and 20 <= len(units["validation"]) <= 60
+    assert {n: set(p["unit"]) for n, p in again.parts().items()} == units
+
+
+def test_split_by_time_and_entity_tests_held_out_entities_in_the_later_period():
+    frame = _entity_frame(200, 101)
+
+    split = split_frame(
+        frame, Split("time_and_entity"), keys=["unit"], validation_fraction=0.2,
+        test_fraction=0.2, gap=timedelta(hours=5),
+    )  # fmt: skip
+
+    start = pd.Timestamp("2024-01-01")
+    assert split.test[EVENT_TIMESTAMP].min() == start + pd.Timedelta(hours=80)
+    assert split.train[EVENT_TIMESTAMP].max() == start + pd.Timedelta(hours=54)
+    assert not set(split.train["unit"]) & set(split.test["unit"])
+
+
+def test_split_by_entity_with_too_few_entities_says_so():
+    with pytest.raises(FeaturehouseError, match="a split by entity needs entities in train"):
+        split_frame(
+            _entity_frame(1, 10), Split("entity"), keys=["unit"], validation_fraction=0.2,
+            test_fraction=0.2, gap=timedelta(hours=1),
+        )  # fmt: skip

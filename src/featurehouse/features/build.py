@@ -6,8 +6,10 @@ One run of one feature table:
    retyped column stops the run before anything is written).
 2. Decide what to compute. `incremental` (the default) reads the sources' change data
    feed since the versions the last run stored (the watermark) and recomputes, per
-   machine, every feature row from the earliest changed event on, reading each source
-   `history` further back so boundary windows are exact. Late and out-of-order events
+   entity, every feature row from the earliest changed event on, reading each source
+   `history` further back so boundary windows are exact. A source that lacks some of the
+   table's keys (a calendar, weather by region, attributes of a store) changes every
+   entity it may touch: all items of a changed store, all entities for a calendar. Late and out-of-order events
    are just changes with old timestamps. `backfill` recomputes a time range; `full`
    recomputes everything (also chosen when there is no watermark, the table is new or
    its schema differs from the declaration).
@@ -26,15 +28,13 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pyspark.sql.functions as F
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 
 from featurehouse.errors import DataQualityError, FeaturehouseError, SourceSchemaError
-from featurehouse.features import FEATURE_TABLES, FeatureTable
-from featurehouse.features.declaration import ENTITY_KEY, Source
 from featurehouse.features.quality import (
     REASON,
     BatchQuality,
@@ -42,24 +42,24 @@ from featurehouse.features.quality import (
     check_batch,
     with_reasons,
 )
-from featurehouse.ingest import QUARANTINE_KEYS, RAW_DATASETS
+from featurehouse.ingest import QUARANTINE_KEYS
 from featurehouse.io import Lakehouse
+from featurehouse.io.lakehouse import sql_string
+from featurehouse.usecase import FeatureTable, Source, UseCase
 
 log = logging.getLogger(__name__)
 
-# Older than any event: the start of a machine whose whole history must be recomputed.
+# Older than any event: the start of an entity whose whole history must be recomputed.
 BEGINNING = datetime(1900, 1, 1)
 START = "_start"
-STARTS_SCHEMA = f"{ENTITY_KEY} bigint, {START} timestamp"
 NO_ROWS_CHANGED = "no rows changed"
-BRONZE_TYPES = {"timestamp": "timestamp", "int": "bigint", "double": "double", "string": "string"}
 
 
 @dataclass(frozen=True)
 class Recompute:
-    """The rows a run recomputes: per machine, those from its start on."""
+    """The rows a run recomputes: per entity (the table's keys), those from its start on."""
 
-    starts: DataFrame  # (machine_id, _start)
+    starts: DataFrame  # (keys..., _start)
     since: datetime  # the earliest start: older files of sources and target can be skipped
 
 
@@ -104,12 +104,6 @@ class FeatureRun:
 # --- sources --------------------------------------------------------------------------------
 
 
-def expected_source_columns(table_key: str) -> dict[str, str]:
-    """The bronze columns ingest guarantees, with their Spark types."""
-    dataset = next(d for d in RAW_DATASETS if d.table_key == table_key)
-    return {c.name: BRONZE_TYPES[c.kind] for c in dataset.columns}
-
-
 def check_source_schema(df: DataFrame, table_name: str, expected: dict[str, str]) -> None:
     """A new column is fine (ignored); a missing or retyped one stops the run, naming it."""
     actual = {f.name: f.dataType.simpleString() for f in df.schema.fields}
@@ -124,36 +118,76 @@ def check_source_schema(df: DataFrame, table_name: str, expected: dict[str, str]
         raise SourceSchemaError(f"{table_name}: column type changed: {'; '.join(retyped)}")
 
 
+def shared_keys(table: FeatureTable, source: Source) -> list[str]:
+    """The table's keys the source has: all of them, some (a store's attributes for a
+    (store, item) table), or none (a calendar)."""
+    return [k for k in table.keys if k in source.dataset.bronze_columns]
+
+
+def all_entities(table: FeatureTable, sources: dict[str, DataFrame]) -> DataFrame:
+    """Every entity (the table's keys) the sources that carry all keys know."""
+    keyed = [
+        sources[s.name].select(*table.keys)
+        for s in table.sources
+        if shared_keys(table, s) == list(table.keys)
+    ]
+    if not keyed:
+        raise FeaturehouseError(f"{table.name}: no source carries all of its keys {table.keys}")
+    return functools.reduce(DataFrame.unionByName, keyed).distinct()
+
+
 # --- what to recompute ----------------------------------------------------------------------
 
 
-def changed_starts(changes: Iterable[tuple[DataFrame, Source]]) -> DataFrame:
-    """(machine_id, _start): per machine, the earliest event time any source change touches."""
-    starts = [
-        df.select(
-            ENTITY_KEY,
-            (F.col(source.timestamp) if source.timestamp else F.lit(BEGINNING)).alias(START),
-        )
-        for df, source in changes
-    ]
+def changed_starts(
+    table: FeatureTable, changes: Iterable[tuple[DataFrame, Source]], entities: DataFrame
+) -> DataFrame:
+    """(keys..., _start): per entity, the earliest event time any source change touches.
+
+    A change in a source without all of the table's keys reaches every entity that shares
+    the keys it has (`entities` lists them all).
+    """
+    starts = []
+    for df, source in changes:
+        start = F.lit(BEGINNING)
+        if source.timestamp:
+            lead = F.make_interval(secs=F.lit(source.lead.total_seconds()))
+            start = F.col(source.timestamp) - lead
+        present = shared_keys(table, source)
+        if present == list(table.keys):
+            starts.append(df.select(*table.keys, start.alias(START)))
+            continue
+        changed = df.groupBy(*present).agg(F.min(start).alias(START))
+        reached = entities.join(changed, present) if present else entities.crossJoin(changed)
+        starts.append(reached.select(*table.keys, START))
     union = functools.reduce(DataFrame.unionByName, starts)
-    return union.groupBy(ENTITY_KEY).agg(F.min(START).alias(START))
+    return union.groupBy(*table.keys).agg(F.min(START).alias(START))
 
 
-def restrict_source(df: DataFrame, source: Source, recompute: Recompute) -> DataFrame:
-    """The rows of `source` a recompute from each machine's start needs: its history before."""
+def restrict_source(
+    df: DataFrame, source: Source, table: FeatureTable, recompute: Recompute
+) -> DataFrame:
+    """The rows of `source` a recompute from each entity's start needs: its history before."""
+    present = shared_keys(table, source)
+    starts = recompute.starts
+    if present != list(table.keys):
+        starts = starts.groupBy(*present).agg(F.min(START).alias(START))
     if source.timestamp is None or source.history is None:
-        return df.join(F.broadcast(recompute.starts), ENTITY_KEY, "left_semi")
-    # The same bound for all machines first, as a literal: Delta skips the files before it.
+        if not present:
+            return df
+        return df.join(F.broadcast(starts), present, "left_semi")
+    # The same bound for all entities first, as a literal: Delta skips the files before it.
     ts = F.col(source.timestamp)
     df = df.where(ts >= F.lit(recompute.since - source.history))
+    if not present:
+        return df
     lower = F.col(START) - F.make_interval(secs=F.lit(source.history.total_seconds()))
-    return df.join(F.broadcast(recompute.starts), ENTITY_KEY).where(ts >= lower).drop(START)
+    return df.join(F.broadcast(starts), present).where(ts >= lower).drop(START)
 
 
 def rows_from_start(features: DataFrame, table: FeatureTable, recompute: Recompute) -> DataFrame:
     return (
-        features.join(F.broadcast(recompute.starts), ENTITY_KEY)
+        features.join(F.broadcast(recompute.starts), list(table.keys))
         .where(F.col(table.timestamp) >= F.col(START))
         .drop(START)
     )
@@ -166,16 +200,16 @@ def compute_batch(
     end: datetime | None = None,
 ) -> DataFrame:
     """The table's rows to recompute (all rows when `recompute` is None), before `end`."""
-    inputs = dict(sources)
+    inputs = {s.name: sources[s.name] for s in table.sources}
     if recompute is not None:
         inputs = {
-            s.table_key: restrict_source(inputs[s.table_key], s, recompute) for s in table.sources
+            s.name: restrict_source(inputs[s.name], s, table, recompute) for s in table.sources
         }
     if end is not None:
         inputs = {
-            s.table_key: inputs[s.table_key].where(F.col(s.timestamp) < F.lit(end))
+            s.name: inputs[s.name].where(F.col(s.timestamp) < F.lit(end + s.lead))
             if s.timestamp
-            else inputs[s.table_key]
+            else inputs[s.name]
             for s in table.sources
         }
     features = table.build(inputs)
@@ -187,7 +221,14 @@ def compute_batch(
 
 
 def conform(features: DataFrame, table: FeatureTable) -> DataFrame:
-    """The declared columns, in order, with the declared types."""
+    """The declared columns, in order, with the declared types; a transform that misses a
+    declared column fails here, naming it, before anything is written."""
+    missing = [c for c in table.columns if c not in features.columns]
+    if missing:
+        raise FeaturehouseError(
+            f"feature table {table.name}: its transform does not produce the declared"
+            f" column(s) {', '.join(missing)} (it produces {', '.join(features.columns)})"
+        )
     return features.select(*[F.col(c).cast(t).alias(c) for c, t in table.column_types.items()])
 
 
@@ -205,8 +246,7 @@ def stored_watermark(lake: Lakehouse, table: FeatureTable) -> dict[str, int]:
     rows = (
         lake.read("feature_watermarks")
         .where(
-            (F.col("feature_table") == table.table_key)
-            & F.col("source_table").isin(list(table.source_keys))
+            (F.col("feature_table") == table.name) & F.col("source_table").isin(table.source_names)
         )
         .groupBy("source_table")
         .agg(F.max_by("source_version", "updated_at").alias("version"))
@@ -216,7 +256,7 @@ def stored_watermark(lake: Lakehouse, table: FeatureTable) -> dict[str, int]:
 
 
 def declared_schema_matches(lake: Lakehouse, table: FeatureTable) -> bool:
-    fields = lake.read(table.table_key).schema.fields
+    fields = lake.read(table.name).schema.fields
     actual = [(f.name, f.dataType.simpleString()) for f in fields]
     return actual == list(table.column_types.items())
 
@@ -225,10 +265,10 @@ def declared_schema_matches(lake: Lakehouse, table: FeatureTable) -> bool:
 
 
 def plan_incremental(
-    lake: Lakehouse, table: FeatureTable, versions: dict[str, int]
+    lake: Lakehouse, table: FeatureTable, versions: dict[str, int], sources: dict[str, DataFrame]
 ) -> tuple[str, str, Recompute | None]:
     """(mode, reason, rows to recompute) for a run without an explicit range."""
-    if not lake.exists(table.table_key):
+    if not lake.exists(table.name):
         return "full", "the table does not exist yet", None
     if not declared_schema_matches(lake, table):
         return "full", "the table's schema differs from its declaration", None
@@ -237,28 +277,28 @@ def plan_incremental(
         return "full", "no watermark for every source", None
     if any(watermark[k] > v for k, v in versions.items()):
         return "full", "a source is older than the watermark (recreated?)", None
-    changed = [(k, s) for k, s in _sources(table) if watermark[k] < versions[k]]
+    changed = [s for s in table.sources if watermark[s.name] < versions[s.name]]
     if not changed:
         return "up to date", "no source changed since the last run", None
     try:
-        feeds = [(lake.changes(k, watermark[k], versions[k]), s) for k, s in changed]
-        # Collected (one row per machine): the batch and the MERGE both use it, and the
+        feeds = [(lake.changes(s.name, watermark[s.name], versions[s.name]), s) for s in changed]
+        # Collected (one row per entity): the batch and the MERGE both use it, and the
         # earliest start bounds what they read.
-        starts = changed_starts(feeds).collect()
+        starts = changed_starts(table, feeds, all_entities(table, sources)).collect()
     except AnalysisException as exc:
         log.warning("change data feed unavailable (%s); recomputing everything", exc)
         return "full", "the change data feed is unavailable", None
-    reason = f"{', '.join(k for k, _ in changed)} changed"
+    reason = f"{', '.join(s.name for s in changed)} changed"
     if not starts:
         # A commit without data (e.g. a compaction): move the watermark past it.
         return NO_ROWS_CHANGED, f"{reason}, but no rows did (e.g. a compaction)", None
     since = min(row[START] for row in starts)
-    recompute = Recompute(lake.spark.createDataFrame(starts, STARTS_SCHEMA), since)
-    return "incremental", f"{reason}: {len(starts)} machine(s) from {since}", recompute
+    recompute = Recompute(lake.spark.createDataFrame(starts, starts_schema(table)), since)
+    return "incremental", f"{reason}: {len(starts)} entities from {since}", recompute
 
 
-def _sources(table: FeatureTable) -> list[tuple[str, Source]]:
-    return [(s.table_key, s) for s in table.sources]
+def starts_schema(table: FeatureTable) -> str:
+    return ", ".join([*(f"{k} {t}" for k, t in table.key_types.items()), f"{START} timestamp"])
 
 
 def run_feature_table(
@@ -272,11 +312,19 @@ def run_feature_table(
 ) -> FeatureRun:
     """Computes, checks and publishes one table; `record_runs` stores the outcome."""
     settings = lake.settings
-    name = lake.name(table.table_key)
-    versions = {key: lake.version(key) for key, _ in _sources(table)}
+    name = lake.name(table.name)
+    for source in table.sources:
+        if not lake.exists(source.name):
+            raise SourceSchemaError(
+                f"{name}: source table {lake.name(source.name)} does not exist:"
+                f" ingest {source.name} first"
+            )
+    versions = {s.name: lake.version(s.name) for s in table.sources}
     sources = {key: lake.read(key, version=v) for key, v in versions.items()}
-    for key, df in sources.items():
-        check_source_schema(df, lake.name(key), expected_source_columns(key))
+    for source in table.sources:
+        check_source_schema(
+            sources[source.name], lake.name(source.name), source.dataset.bronze_columns
+        )
 
     recompute = None
     if start is not None or end is not None:
@@ -285,38 +333,34 @@ def run_feature_table(
         mode, reason = "backfill", f"range [{start or 'beginning'}, {end or 'now'})"
         if start is not None:
             recompute = Recompute(
-                _all_machines(sources, table).withColumn(START, F.lit(start)), start
+                all_entities(table, sources).withColumn(START, F.lit(start)), start
             )
     elif full:
         mode, reason = "full", "requested"
     else:
-        mode, reason, recompute = plan_incremental(lake, table, versions)
+        mode, reason, recompute = plan_incremental(lake, table, versions, sources)
     if mode in ("up to date", NO_ROWS_CHANGED):
         log.info("%s: %s (%s)", name, mode, reason)
-        return FeatureRun(table.table_key, name, mode, reason, versions)
+        return FeatureRun(table.name, name, mode, reason, versions)
 
     # Write-audit-publish: the batch is computed once into staging, checked, then published.
-    staged = lake.stage(compute_batch(table, sources, recompute, end), table.table_key)
+    staged = lake.stage(compute_batch(table, sources, recompute, end), table.name)
     batch = with_reasons(staged, table.all_expectations)
-    max_age = settings.quality.max_staleness_hours
     quality = check_batch(
-        batch,
-        table.all_expectations,
-        now=now,
-        max_age=timedelta(hours=max_age) if max_age else None,
+        batch, table.all_expectations, now=now, max_age=settings.quality.max_staleness
     )
     if quality.quarantined:
         _quarantine(lake, table, batch)
     if quality.failed:
         log.error("%s: not published: %s", name, _describe(quality.failed))
-        return FeatureRun(table.table_key, name, mode, reason, versions, quality)
+        return FeatureRun(table.name, name, mode, reason, versions, quality)
 
     valid = batch.where(F.col(REASON).isNull()).drop(REASON)
     inserted, updated = _publish(
         lake, table, valid, quality.rows - quality.quarantined, mode, recompute
     )
     _maintain_layout(lake, table)
-    run = FeatureRun(table.table_key, name, mode, reason, versions, quality, inserted, updated)
+    run = FeatureRun(table.name, name, mode, reason, versions, quality, inserted, updated)
     log.info(
         "%s: %s (%s): %d rows computed = %d valid (%d new, %d changed) + %d quarantined",
         name, mode, reason, run.rows_computed, run.rows_valid, inserted, updated,
@@ -331,16 +375,11 @@ def _describe(checks: list[CheckResult]) -> str:
     return "; ".join(f"{c.expectation.name}: {c.detail}" for c in checks)
 
 
-def _all_machines(sources: dict[str, DataFrame], table: FeatureTable) -> DataFrame:
-    machines = [sources[s.table_key].select(ENTITY_KEY) for s in table.sources]
-    return functools.reduce(DataFrame.unionByName, machines).distinct()
-
-
 def _quarantine(lake: Lakehouse, table: FeatureTable, batch: DataFrame) -> None:
     bad = batch.where(F.col(REASON).isNotNull())
     rows = bad.select(
-        F.lit(table.table_key).alias("dataset"),
-        F.lit(",".join(lake.name(k) for k in table.source_keys)).alias("source_file"),
+        F.lit(table.name).alias("dataset"),
+        F.lit(",".join(lake.name(k) for k in table.source_names)).alias("source_file"),
         F.to_json(F.struct(*table.columns)).alias("record"),
         F.col(REASON).alias("reason"),
         F.current_timestamp().alias("ingested_at"),
@@ -385,7 +424,7 @@ def _publish(
     recompute: Recompute | None,
 ) -> tuple[int, int]:
     """(rows inserted, rows updated); a full build replaces every row."""
-    key = table.table_key
+    key = table.name
     exists = lake.exists(key)
     if exists and mode == "full" and not declared_schema_matches(lake, table):
         _create(lake, table, replace=True)
@@ -404,10 +443,22 @@ def _publish(
     return result.inserted, result.updated
 
 
+def schema_ddl(table: FeatureTable) -> str:
+    """`name type [NOT NULL] COMMENT '...'` for every column, in order."""
+    entity = table.entity
+    columns = [(k, t, True, f"Key of the {entity.name}") for k, t in table.key_types.items()]
+    columns.append((table.timestamp, "timestamp", True, "Event time (UTC)"))
+    columns += [(f.name, f.dtype, False, f.description) for f in table.features]
+    return ", ".join(
+        f"`{name}` {dtype.upper()}{' NOT NULL' if required else ''} COMMENT {sql_string(text)}"
+        for name, dtype, required, text in columns
+    )
+
+
 def _create(lake: Lakehouse, table: FeatureTable, *, replace: bool = False) -> None:
     lake.create_table(
-        table.table_key,
-        table.schema_ddl(),
+        table.name,
+        schema_ddl(table),
         comment=table.description,
         cluster_by=table.cluster_by,
         replace=replace,
@@ -417,14 +468,14 @@ def _create(lake: Lakehouse, table: FeatureTable, *, replace: bool = False) -> N
 def _maintain_layout(lake: Lakehouse, table: FeatureTable) -> None:
     layout = lake.settings.layout
     if layout.optimize:
-        lake.optimize(table.table_key)
+        lake.optimize(table.name)
     if layout.vacuum:
-        lake.vacuum(table.table_key, layout.vacuum_retention_hours)
+        lake.vacuum(table.name, layout.vacuum_retention_hours)
 
 
 def build_feature_tables(
     lake: Lakehouse,
-    tables: Sequence[FeatureTable] = FEATURE_TABLES,
+    tables: UseCase | Sequence[FeatureTable],
     *,
     full: bool = False,
     start: datetime | None = None,
@@ -433,6 +484,8 @@ def build_feature_tables(
 ) -> list[FeatureRun]:
     """Runs every table (one failing its checks does not stop the others), records the
     quality results and watermarks, then fails if any table was not published."""
+    if isinstance(tables, UseCase):
+        tables = tables.tables
     run_id = uuid.uuid4().hex
     now = now or datetime.now(UTC).replace(tzinfo=None)
     runs = [run_feature_table(lake, t, full=full, start=start, end=end, now=now) for t in tables]

@@ -1,9 +1,11 @@
-"""Reads and writes Delta tables by their configured names.
+"""Reads and writes one use case's Delta tables by their names.
 
-On Databricks a name is a Unity Catalog table. Locally there is no metastore:
-each name maps to a folder under `storage.root/tables/<schema>/<table>`, so any
-process (a job, `feast apply`, a notebook) sees the same tables without sharing
-a Derby metastore. `register_tables` makes the local names queryable in SQL.
+A `Lakehouse` serves one use case: a key (a data set, a feature table, or one of the
+framework's tables such as `quarantine`) names a table in that use case's schema. On
+Databricks a name is a Unity Catalog table. Locally there is no metastore: each name
+maps to a folder under `storage.root/tables/<schema>/<table>`, so any process (a job,
+`feast apply`, a notebook) sees the same tables without sharing a Derby metastore.
+`register_tables` makes the local names queryable in SQL.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 
 from featurehouse.config import Settings
+from featurehouse.errors import TableNotFoundError
 
 log = logging.getLogger(__name__)
 
 
-def table_location(settings: Settings, key: str) -> Path | None:
+def table_location(settings: Settings, use_case: str, key: str) -> Path | None:
     """The folder of a local table; None where the catalog manages storage."""
     if settings.storage.root is None:
         return None
-    return settings.storage.root / "tables" / Path(*settings.table(key).split("."))
+    return settings.storage.root / "tables" / Path(*settings.table(use_case, key).split("."))
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,13 @@ class MergeResult:
 class Lakehouse:
     spark: SparkSession
     settings: Settings
+    use_case: str
 
     def name(self, key: str) -> str:
-        return self.settings.table(key)
+        return self.settings.table(self.use_case, key)
 
     def location(self, key: str) -> Path | None:
-        return table_location(self.settings, key)
+        return table_location(self.settings, self.use_case, key)
 
     def exists(self, key: str) -> bool:
         location = self.location(key)
@@ -52,7 +56,16 @@ class Lakehouse:
             return self.spark.catalog.tableExists(self.name(key))
         return (location / "_delta_log").is_dir()
 
+    def require(self, key: str) -> None:
+        """One clear error for a table nothing has written yet, instead of Spark's trace."""
+        if not self.exists(key):
+            raise TableNotFoundError(
+                f"table {self.name(key)} does not exist yet: run the job that writes it first"
+                " (featurehouse pipeline runs them in order)"
+            )
+
     def read(self, key: str, version: int | None = None) -> DataFrame:
+        self.require(key)
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
@@ -60,6 +73,7 @@ class Lakehouse:
         return reader.load(str(location)) if location else reader.table(self.name(key))
 
     def delta_table(self, key: str) -> DeltaTable:
+        self.require(key)
         location = self.location(key)
         if location:
             return DeltaTable.forPath(self.spark, str(location))
@@ -128,7 +142,8 @@ class Lakehouse:
         Checking and publishing then read stored columns instead of recomputing the
         transform (and planning its expressions again for every check).
         """
-        path = str(self.settings.storage.staging_dir / name)
+        schema = self.settings.schema_of(self.use_case)
+        path = str(self.settings.storage.staging_dir / schema / name)
         df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
         return self.spark.read.format("delta").load(path)
 
@@ -168,6 +183,7 @@ class Lakehouse:
             version_zero = self.delta_table(key).history(1).collect()[0]
             inserted = int(version_zero["operationMetrics"].get("numOutputRows", 0))
             return MergeResult(inserted=inserted, updated=0)
+        version_before = self.version(key)
         condition = F.expr(" AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys))
         if target_filter is not None:
             condition = condition & target_filter
@@ -178,7 +194,11 @@ class Lakehouse:
             unchanged = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in update)
             builder = builder.whenMatchedUpdateAll(condition=f"NOT ({unchanged})")
         builder.whenNotMatchedInsertAll().execute()
-        metrics = self.delta_table(key).history(1).collect()[0]["operationMetrics"]
+        newest = self.delta_table(key).history(1).collect()[0]
+        if newest["version"] == version_before:
+            # A MERGE that changes nothing commits nothing: the newest metrics are older.
+            return MergeResult(inserted=0, updated=0)
+        metrics = newest["operationMetrics"]
         return MergeResult(
             inserted=int(metrics.get("numTargetRowsInserted", 0)),
             updated=int(metrics.get("numTargetRowsUpdated", 0)),
@@ -192,17 +212,25 @@ class Lakehouse:
             writer.saveAsTable(self.name(key))
         log.info("wrote %s", self.name(key))
 
+    def table_keys(self) -> list[str]:
+        """The names of the use case's existing tables (each also works as a key)."""
+        schema = self.settings.schema_of(self.use_case)
+        if self.settings.storage.root is None:
+            qualified = f"{self.settings.catalog}.{schema}" if self.settings.catalog else schema
+            return sorted(t.name for t in self.spark.catalog.listTables(qualified))
+        folder = self.settings.storage.root / "tables" / schema
+        return sorted(p.parent.name for p in folder.glob("*/_delta_log") if p.is_dir())
+
     def register_tables(self) -> list[str]:
         """Make every existing local table queryable as `schema.table` in this session."""
         registered = []
-        for key in type(self.settings.tables).model_fields:
-            location = self.location(key)
-            if location is None or not self.exists(key):
-                continue
+        for key in self.table_keys():
             name = self.name(key)
             schema = name.split(".")[0]
             self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{schema}`")
-            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{location}'")
+            self.spark.sql(
+                f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{self.location(key)}'"
+            )
             registered.append(name)
         return registered
 

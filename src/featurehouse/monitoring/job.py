@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import mlflow
 import pyspark.sql.functions as F
@@ -22,18 +22,23 @@ from featurehouse.monitoring.drift import (
 from featurehouse.spark import running_on_databricks
 from featurehouse.store.feast_store import feature_store
 from featurehouse.store.training_set import service_features
-from featurehouse.training.labels import entity_rows
-from featurehouse.training.model import failure_probability
+from featurehouse.training.evaluate import model_inputs, predict
+from featurehouse.training.labels import spine_rows
 from featurehouse.training.registry import CHAMPION, configure_mlflow, version_with_alias
-from featurehouse.training.train import PREDICTION, load_reference, model_features
+from featurehouse.training.train import load_reference
+from featurehouse.usecase import UseCase
 
 log = logging.getLogger(__name__)
 
 DRIFT_KEYS = ("window_end", "model_version", "column")
+# The Databricks task value the drift job publishes ("true" or "false"); the monitoring
+# workflow's condition reads it to decide whether to retrain.
+DRIFT_TASK_VALUE = "drift_detected"
 
 
 @dataclass(frozen=True)
 class DriftReport:
+    use_case: str
     window_start: datetime
     window_end: datetime
     model_version: str
@@ -45,17 +50,22 @@ class DriftReport:
         return [c.column for c in self.columns if c.drifted]
 
 
-def thresholds_from(settings: Settings) -> DriftThresholds:
-    d = settings.drift
+def thresholds_from(settings: Settings, use_case: str) -> DriftThresholds:
+    d = settings.use_case(use_case).drift
     return DriftThresholds(
         psi=d.psi, ks_pvalue=d.ks_pvalue, ks_statistic=d.ks_statistic, drift_share=d.drift_share
     )
 
 
-def current_window(lake: Lakehouse, settings: Settings) -> tuple[datetime, datetime]:
-    """(start, end] of the newest `window_hours` of telemetry."""
-    end = lake.read("telemetry").agg(F.max("timestamp")).collect()[0][0]
-    return end - timedelta(hours=settings.drift.window_hours), end
+def current_window(
+    lake: Lakehouse, settings: Settings, use_case: UseCase
+) -> tuple[datetime, datetime]:
+    """(start, end] of the newest drift window of the spine's data set."""
+    source = use_case.spine.source
+    end = lake.read(source.name).agg(F.max(source.event_time)).collect()[0][0]
+    if end is None:
+        raise FeaturehouseError(f"{lake.name(source.name)} has no rows: no window to monitor")
+    return end - settings.use_case(use_case.name).drift.window, end
 
 
 DRIFT_SCHEMA = (
@@ -87,46 +97,55 @@ def drift_rows(report: DriftReport, model_name: str) -> list[tuple]:
     ]
 
 
-def detect_drift(lake: Lakehouse, settings: Settings) -> DriftReport:
+def detect_drift(lake: Lakehouse, settings: Settings, use_case: UseCase) -> DriftReport:
     configure_mlflow(settings)
-    champion = version_with_alias(MlflowClient(), settings.mlflow.model_name, CHAMPION)
+    model_name = settings.model_name(use_case.name, use_case.model_name)
+    champion = version_with_alias(MlflowClient(), model_name, CHAMPION)
     if champion is None:
-        raise FeaturehouseError(f"no '{CHAMPION}' model to monitor: run the training job first")
+        raise FeaturehouseError(
+            f"no '{CHAMPION}' version of model {model_name} to monitor: run the training job first"
+        )
     reference = load_reference(champion.run_id)
-    start, end = current_window(lake, settings)
-    telemetry = lake.read("telemetry")
-    entities = entity_rows(
-        telemetry.where(F.col("timestamp") > F.lit(start)),
-        stride_hours=settings.training.entity_stride_hours,
+    start, end = current_window(lake, settings, use_case)
+    source = use_case.spine.source
+    entities = spine_rows(
+        lake.read(source.name).where(F.col(source.event_time) > F.lit(start)),
+        use_case.spine,
+        use_case.entity.keys,
     )
-    numeric, categorical = model_features()
+    inputs = model_inputs(use_case, {})
+    service = settings.feature_service(use_case.name)
     current = (
-        service_features(lake, feature_store(settings), settings.feast.feature_service, entities)
-        .select(*categorical, *numeric)
-        .limit(settings.drift.sample_rows)
+        service_features(lake, feature_store(settings), service, use_case, entities)
+        .select(*inputs.columns)
+        .limit(settings.use_case(use_case.name).drift.sample_rows)
         .toPandas()
     )
-    # The window's predictions: the champion's scores on the window's feature rows,
-    # sampled like the reference (which holds its scores on the held-out window).
+    # The window's predictions: the champion's on the window's feature rows, sampled like
+    # the reference (which holds its predictions on the held-out window).
     model = mlflow.sklearn.load_model(champion.uri)
-    current[PREDICTION] = failure_probability(model, current[categorical + numeric])
-    thresholds = thresholds_from(settings)
+    prediction = use_case.task.prediction
+    current[prediction] = predict(model, use_case.task, current[inputs.columns])
+    thresholds = thresholds_from(settings, use_case.name)
     columns = compare_frames(
         reference,
         current,
-        feature_columns=numeric,
-        prediction_column=PREDICTION,
+        feature_columns=list(inputs.numeric),
+        prediction_column=prediction,
         thresholds=thresholds,
     )
     report = DriftReport(
-        start, end, champion.version, columns, dataset_drifted(columns, thresholds)
+        use_case.name, start, end, champion.version, columns, dataset_drifted(columns, thresholds)
     )
     frame = lake.spark.createDataFrame(drift_rows(report, champion.name), DRIFT_SCHEMA).withColumn(
         "computed_at", F.current_timestamp()
     )
     lake.merge(frame, "drift_metrics", DRIFT_KEYS, update=True)
     log.info(
-        "drift: %s (%s)", report.drifted, ", ".join(report.drifted_columns) or "no column drifted"
+        "%s drift: %s (%s)",
+        use_case.name,
+        report.drifted,
+        ", ".join(report.drifted_columns) or "no column drifted",
     )
     return report
 

@@ -13,16 +13,16 @@ from datetime import timedelta
 
 from feast import FeatureStore
 
-from featurehouse.features.declaration import FeatureTable
 from featurehouse.io import Lakehouse
 from featurehouse.store.definitions import FEAST_TYPES
+from featurehouse.usecase import FeatureTable
 
 
 def delta_mismatches(lake: Lakehouse, table: FeatureTable) -> list[str]:
-    name = lake.name(table.table_key)
-    if not lake.exists(table.table_key):
+    name = lake.name(table.name)
+    if not lake.exists(table.name):
         return [f"{name}: Delta table missing"]
-    fields = {f.name: f for f in lake.read(table.table_key).schema.fields}
+    fields = {f.name: f for f in lake.read(table.name).schema.fields}
     problems = []
     if list(fields) != table.columns:
         problems.append(f"{name}: columns {list(fields)} differ from the declared {table.columns}")
@@ -66,9 +66,9 @@ def feast_mismatches(store: FeatureStore, lake: Lakehouse, table: FeatureTable) 
     # Feast spells "no TTL" as zero.
     if view.ttl != (table.ttl or timedelta(0)):
         problems.append(f"Feast view {table.view_name}: ttl {view.ttl}, declared {table.ttl}")
-    location = lake.location(table.table_key)
+    location = lake.location(table.name)
     source = getattr(view.batch_source, "path", None) or getattr(view.batch_source, "table", None)
-    expected = str(location) if location else lake.name(table.table_key)
+    expected = str(location) if location else lake.name(table.name)
     if source != expected:
         problems.append(f"Feast view {table.view_name}: reads {source}, expected {expected}")
     return problems

@@ -1,11 +1,15 @@
-"""Feast objects derived from the feature-table declarations and the configured table names.
+"""Feast objects derived from the use cases' declarations and the configured names.
 
-`feature_repo/definitions.py` exposes these to `feast apply`; jobs apply the same
-objects in code. Neither writes a feature name or a table path of its own.
+`feature_repo/definitions.py` exposes these to `feast apply`; jobs apply the same objects
+in code. Neither writes an entity, a feature name or a table path of its own.
+
+Feast entities have one join key each, so a composite key (store, item) is one entity per
+key column, and a feature view lists the entities of the keys its table has.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,65 +19,86 @@ from feast.table_format import DeltaFormat
 from feast.types import Float64, Int64, String
 
 from featurehouse.config import Settings
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES, FeatureTable
+from featurehouse.discovery import feast_entity_names
 from featurehouse.io.lakehouse import table_location
+from featurehouse.usecase import FeatureTable, UseCase
 
 FEAST_TYPES = {"double": Float64, "bigint": Int64, "string": String}
-
-MACHINE = Entity(
-    name="machine",
-    join_keys=[ENTITY_KEY],
-    value_type=ValueType.INT64,
-    description="One machine of the fleet",
-)
+VALUE_TYPES = {"bigint": ValueType.INT64, "string": ValueType.STRING}
 
 
 @dataclass(frozen=True)
 class FeastObjects:
-    entity: Entity
+    """One use case's Feast objects: its entities (one per key), views and feature service."""
+
+    entities: dict[str, Entity]  # by join key
     views: tuple[FeatureView, ...]
     service: FeatureService
 
     def all(self) -> list:
-        return [self.entity, *self.views, self.service]
+        return [*self.entities.values(), *self.views, self.service]
 
 
-def spark_source(settings: Settings, table: FeatureTable) -> SparkSource:
+def entities(use_case: UseCase) -> dict[str, Entity]:
+    entity = use_case.entity
+    names = feast_entity_names(use_case)
+    return {
+        key: Entity(
+            name=name,
+            join_keys=[key],
+            value_type=VALUE_TYPES[dtype],
+            description=entity.description or f"{entity.name} ({key})",
+            tags={"use_case": use_case.name},
+        )
+        for name, (key, dtype) in zip(names, entity.keys.items(), strict=True)
+    }
+
+
+def spark_source(settings: Settings, use_case: str, table: FeatureTable) -> SparkSource:
     """A Delta table by path locally (no metastore needed), by name in Unity Catalog."""
-    location = table_location(settings, table.table_key)
+    location = table_location(settings, use_case, table.name)
     common = {
         "name": f"{table.view_name}_source",
-        "timestamp_field": EVENT_TIMESTAMP,
+        "timestamp_field": table.timestamp,
         "description": table.description,
     }
     if location is None:
-        return SparkSource(table=settings.table(table.table_key), **common)
+        return SparkSource(table=settings.table(use_case, table.name), **common)
     return SparkSource(
         path=str(location), file_format="parquet", table_format=DeltaFormat(), **common
     )
 
 
-def feature_view(settings: Settings, table: FeatureTable) -> FeatureView:
+def feature_view(
+    settings: Settings, use_case: UseCase, table: FeatureTable, by_key: dict[str, Entity]
+) -> FeatureView:
     return FeatureView(
         name=table.view_name,
-        entities=[MACHINE],
+        entities=[by_key[k] for k in table.keys],
         ttl=table.ttl or timedelta(0),
         schema=[
             Field(name=f.name, dtype=FEAST_TYPES[f.dtype], description=f.description)
             for f in table.features
         ],
-        source=spark_source(settings, table),
+        source=spark_source(settings, use_case.name, table),
         online=True,
         description=table.description,
-        tags={"delta_table": settings.table(table.table_key)},
+        tags={"delta_table": settings.table(use_case.name, table.name), "use_case": use_case.name},
     )
 
 
-def feast_objects(settings: Settings) -> FeastObjects:
-    views = tuple(feature_view(settings, t) for t in FEATURE_TABLES)
+def feast_objects(settings: Settings, use_case: UseCase) -> FeastObjects:
+    by_key = entities(use_case)
+    views = tuple(feature_view(settings, use_case, t, by_key) for t in use_case.tables)
     service = FeatureService(
-        name=settings.feast.feature_service,
+        name=settings.feature_service(use_case.name),
         features=list(views),
-        description="Features of the machine-failure model",
+        description=f"Features of the {use_case.name} model: {use_case.description}",
+        tags={"use_case": use_case.name},
     )
-    return FeastObjects(entity=MACHINE, views=views, service=service)
+    return FeastObjects(entities=by_key, views=views, service=service)
+
+
+def all_feast_objects(settings: Settings, use_cases: Iterable[UseCase]) -> list:
+    """Every use case's objects, for one `feast apply` of the whole registry."""
+    return [obj for uc in use_cases for obj in feast_objects(settings, uc).all()]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from pyspark.sql import SparkSession
 from featurehouse.config import Settings
 from featurehouse.spark import local_spark_conf
 from featurehouse.store.definitions import feast_objects
+from featurehouse.usecase import UseCase
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +44,16 @@ def feature_store(settings: Settings) -> FeatureStore:
     return FeatureStore(config=feast_repo_config(settings))
 
 
-def apply_definitions(store: FeatureStore, settings: Settings) -> list[str]:
-    """Register the entity, feature views and feature service (what `feast apply` does)."""
-    objects = feast_objects(settings)
+def apply_definitions(store: FeatureStore, settings: Settings, use_case: UseCase) -> list[str]:
+    """Register a use case's entities, feature views and feature service (what `feast apply`
+    does for every use case); other use cases' objects are left as they are."""
+    objects = feast_objects(settings, use_case)
     store.apply(objects.all())
     return [view.name for view in objects.views]
 
 
-def feature_references(store: FeatureStore, settings: Settings) -> list[str]:
-    service = store.get_feature_service(settings.feast.feature_service)
+def feature_references(store: FeatureStore, service_name: str) -> list[str]:
+    service = store.get_feature_service(service_name)
     return [
         f"{projection.name_to_use()}:{feature.name}"
         for projection in service.feature_view_projections
@@ -72,17 +75,25 @@ def _feast_spark_settings(spark: SparkSession) -> Iterator[None]:
         spark.conf.set(_QUOTED_REGEX, before)
 
 
-def materialize(store: FeatureStore, spark: SparkSession, start: datetime, end: datetime) -> None:
-    """Load the newest feature row of every machine in [start, end] into the online store."""
-    with _feast_spark_settings(spark):
-        store.materialize(start_date=start, end_date=end)
+def materialize(
+    store: FeatureStore,
+    spark: SparkSession,
+    views: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> None:
+    """Load the newest feature row of every entity in [start, end] into the online store."""
+    # Feast prints its progress; keep it in the log, not on the console.
+    printed = io.StringIO()
+    with _feast_spark_settings(spark), redirect_stdout(printed), redirect_stderr(printed):
+        store.materialize(start_date=start, end_date=end, feature_views=list(views))
+    log.info("feast materialize: %s", " ".join(printed.getvalue().split()))
 
 
 def online_features(
-    store: FeatureStore, settings: Settings, machine_ids: Sequence[int]
+    store: FeatureStore, service_name: str, entity_rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, list[Any]]:
-    service = store.get_feature_service(settings.feast.feature_service)
-    response = store.get_online_features(
-        features=service, entity_rows=[{"machine_id": int(m)} for m in machine_ids]
-    )
+    """The feature service's online values for each entity, given by its keys."""
+    service = store.get_feature_service(service_name)
+    response = store.get_online_features(features=service, entity_rows=list(entity_rows))
     return response.to_dict()

@@ -18,11 +18,9 @@ from feast import FeatureStore
 from pyspark.sql import DataFrame
 
 from featurehouse.errors import FeaturehouseError
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES
 from featurehouse.io import Lakehouse
 from featurehouse.store.pit import FeatureLookup, point_in_time_join
-
-_TABLES_BY_VIEW = {table.view_name: table for table in FEATURE_TABLES}
+from featurehouse.usecase import EVENT_TIMESTAMP, UseCase
 
 
 @dataclass(frozen=True)
@@ -33,6 +31,7 @@ class LookupSpec:
     table_key: str
     table: str
     delta_version: int
+    keys: list[str]
     features: list[str]
     lookback_seconds: int | None
 
@@ -44,7 +43,7 @@ class TrainingSetSpec:
     entity_rows: int
     # Delta versions of the tables the entity frame was derived from, and how.
     source_versions: dict[str, int] = field(default_factory=dict)
-    entity_params: dict[str, int] = field(default_factory=dict)
+    entity_params: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,25 +73,28 @@ def build_training_set(
 
 
 def service_lookup_specs(
-    store: FeatureStore, service_name: str, lake: Lakehouse
+    store: FeatureStore, service_name: str, lake: Lakehouse, use_case: UseCase
 ) -> list[LookupSpec]:
     """The views of a Feast feature service, pinned to the current version of their tables."""
     service = store.get_feature_service(service_name)
+    tables = {table.view_name: table for table in use_case.tables}
     specs = []
     for projection in service.feature_view_projections:
-        table = _TABLES_BY_VIEW.get(projection.name)
+        table = tables.get(projection.name)
         if table is None:
             raise FeaturehouseError(
-                f"feature view {projection.name!r} of service {service_name!r} has no featurehouse declaration"
+                f"feature view {projection.name!r} of service {service_name!r} is not declared"
+                f" by use case {use_case.name!r}"
             )
         view = store.get_feature_view(projection.name)
         ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
         specs.append(
             LookupSpec(
                 view=projection.name,
-                table_key=table.table_key,
-                table=lake.name(table.table_key),
-                delta_version=lake.version(table.table_key),
+                table_key=table.name,
+                table=lake.name(table.name),
+                delta_version=lake.version(table.name),
+                keys=list(table.keys),
                 features=[f.name for f in projection.features],
                 lookback_seconds=int(ttl.total_seconds()) if ttl else None,
             )
@@ -110,7 +112,7 @@ def lookups_from_specs(lake: Lakehouse, specs: Sequence[LookupSpec]) -> list[Fea
             FeatureLookup(
                 table=features,
                 feature_names=spec.features,
-                lookup_key=ENTITY_KEY,
+                lookup_key=spec.keys,
                 timestamp_lookup_key=EVENT_TIMESTAMP,
                 feature_timestamp_key=EVENT_TIMESTAMP,
                 lookback_window=lookback,
@@ -131,8 +133,8 @@ def entity_fingerprint(entity_df: DataFrame) -> tuple[str, int]:
 
 
 def service_features(
-    lake: Lakehouse, store: FeatureStore, service: str, entities: DataFrame
+    lake: Lakehouse, store: FeatureStore, service: str, use_case: UseCase, entities: DataFrame
 ) -> DataFrame:
     """Entity rows with the current point-in-time features of a feature service."""
-    lookups = lookups_from_specs(lake, service_lookup_specs(store, service, lake))
+    lookups = lookups_from_specs(lake, service_lookup_specs(store, service, lake, use_case))
     return point_in_time_join(entities, lookups)

@@ -1,7 +1,7 @@
-"""The training set of the failure model: labelled entity rows plus point-in-time features.
+"""The training set of a use case: labelled spine rows plus point-in-time features.
 
-Built with featurehouse's point-in-time engine over the views of the Feast feature
-service, each pinned to a Delta version so that the same set can be rebuilt later.
+Built with featurehouse's point-in-time engine over the views of the use case's Feast
+feature service, each pinned to a Delta version so that the same set can be rebuilt later.
 """
 
 from __future__ import annotations
@@ -21,64 +21,91 @@ from featurehouse.store.training_set import (
     lookups_from_specs,
     service_lookup_specs,
 )
-from featurehouse.training.labels import LABEL, entity_rows, with_failure_label
+from featurehouse.training.labels import spine_rows, with_label
+from featurehouse.usecase import UseCase
 
-ENTITY_SOURCES = ("telemetry", "failures")
 SPEC_ARTIFACT = "training_set.json"
 
 
-def training_entities(
-    lake: Lakehouse, versions: dict[str, int], *, horizon_hours: int, stride_hours: int
-) -> DataFrame:
-    """Labelled entity rows from the given versions of the telemetry and failure tables."""
-    telemetry = lake.read("telemetry", version=versions["telemetry"])
-    observed_until = telemetry.agg(F.max("timestamp")).first()[0]
-    return with_failure_label(
-        entity_rows(telemetry, stride_hours=stride_hours),
-        lake.read("failures", version=versions["failures"]),
-        horizon_hours=horizon_hours,
+def entity_sources(use_case: UseCase) -> list[str]:
+    """The data sets the labelled entity frame is derived from."""
+    return sorted({use_case.spine.source.name, use_case.label.source.name})
+
+
+def entity_params(use_case: UseCase) -> dict[str, str]:
+    """What defines the entity frame besides the data: recorded so a rebuild can tell when
+    the declaration changed since."""
+    label = use_case.label
+    return {
+        "spine_every": str(use_case.spine.every),
+        "label": label.name,
+        "label_kind": label.kind,
+        "label_horizon": str(label.horizon),
+        "label_closed": label.closed,
+    }
+
+
+def training_entities(lake: Lakehouse, use_case: UseCase, versions: dict[str, int]) -> DataFrame:
+    """Labelled entity rows from the given versions of the spine's and the label's data sets."""
+    spine_source = lake.read(
+        use_case.spine.source.name, version=versions[use_case.spine.source.name]
+    )
+    observed_until = spine_source.agg(F.max(use_case.spine.source.event_time)).first()[0]
+    if observed_until is None:
+        raise FeaturehouseError(
+            f"{lake.name(use_case.spine.source.name)} has no rows: nothing to train on"
+        )
+    return with_label(
+        spine_rows(spine_source, use_case.spine, use_case.entity.keys),
+        lake.read(use_case.label.source.name, version=versions[use_case.label.source.name]),
+        use_case.label,
+        use_case.keys,
         observed_until=observed_until,
     )
 
 
 def build_training_dataset(
-    lake: Lakehouse, settings: Settings
+    lake: Lakehouse, settings: Settings, use_case: UseCase
 ) -> tuple[DataFrame, TrainingSetSpec]:
     """The training set as of now, and the spec that rebuilds it exactly."""
-    versions = {key: lake.version(key) for key in ENTITY_SOURCES}
-    params = {
-        "horizon_hours": settings.training.label_horizon_hours,
-        "stride_hours": settings.training.entity_stride_hours,
-    }
-    entities = training_entities(lake, versions, **params)
-    lookups = service_lookup_specs(feature_store(settings), settings.feast.feature_service, lake)
+    versions = {key: lake.version(key) for key in entity_sources(use_case)}
+    entities = training_entities(lake, use_case, versions)
+    service = settings.feature_service(use_case.name)
+    lookups = service_lookup_specs(feature_store(settings), service, lake, use_case)
     fingerprint, rows = entity_fingerprint(entities)
     spec = TrainingSetSpec(
         lookups=lookups,
         entity_fingerprint=fingerprint,
         entity_rows=rows,
         source_versions=versions,
-        entity_params=params,
+        entity_params=entity_params(use_case),
     )
-    return rebuild_from_spec(lake, spec, entities), spec
+    return rebuild_from_spec(lake, use_case, spec, entities), spec
 
 
 def rebuild_from_spec(
-    lake: Lakehouse, spec: TrainingSetSpec, entities: DataFrame | None = None
+    lake: Lakehouse, use_case: UseCase, spec: TrainingSetSpec, entities: DataFrame | None = None
 ) -> DataFrame:
     """The training set a spec describes, read through Delta time travel."""
     if entities is None:
-        entities = training_entities(lake, spec.source_versions, **spec.entity_params)
+        if spec.entity_params != entity_params(use_case):
+            raise FeaturehouseError(
+                f"the spine or label of {use_case.name} changed since this training set was"
+                f" built ({spec.entity_params} then, {entity_params(use_case)} now)"
+            )
+        entities = training_entities(lake, use_case, spec.source_versions)
         fingerprint, rows = entity_fingerprint(entities)
         if (fingerprint, rows) != (spec.entity_fingerprint, spec.entity_rows):
             raise FeaturehouseError(
                 f"the rebuilt entity frame differs from the original ({rows} rows, fingerprint"
                 f" {fingerprint}; expected {spec.entity_rows} rows, {spec.entity_fingerprint})"
             )
-    return build_training_set(entities, lookups_from_specs(lake, spec.lookups), label=LABEL)
+    return build_training_set(
+        entities, lookups_from_specs(lake, spec.lookups), label=use_case.label.name
+    )
 
 
-def rebuild_training_set(lake: Lakehouse, run_id: str) -> DataFrame:
+def rebuild_training_set(lake: Lakehouse, use_case: UseCase, run_id: str) -> DataFrame:
     """The exact training set of an MLflow run."""
     try:
         data = mlflow.artifacts.load_dict(f"runs:/{run_id}/{SPEC_ARTIFACT}")
@@ -86,4 +113,4 @@ def rebuild_training_set(lake: Lakehouse, run_id: str) -> DataFrame:
         raise FeaturehouseError(
             f"run {run_id} has no {SPEC_ARTIFACT} to rebuild from ({exc})"
         ) from None
-    return rebuild_from_spec(lake, TrainingSetSpec.from_dict(data))
+    return rebuild_from_spec(lake, use_case, TrainingSetSpec.from_dict(data))

@@ -1,66 +1,107 @@
-"""The entity frame: which (machine, time) rows to learn from, and their failure labels."""
+"""The entity frame: which entity rows to learn from (the spine), and their labels.
+
+Both are read from a use case's declarations (`Spine`, `Label`); nothing here knows what
+an entity or an event is.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import pyspark.sql.functions as F
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP
+from featurehouse.usecase import EVENT_TIMESTAMP, Label, Spine, micros
 
-LABEL = "failure_within_horizon"
+_VALUE = "_label_value"
+_IS_SPINE = "_is_spine"
 
 
-def entity_rows(
-    telemetry: DataFrame,
+def spine_rows(
+    source: DataFrame,
+    spine: Spine,
+    key_types: dict[str, str],
     *,
-    stride_hours: int,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> DataFrame:
-    """One row per machine every `stride_hours` (on the UTC hour grid), within [start, end].
+    """One row per entity every `spine.every` (on the UTC grid) where the source has a row,
+    within [start, end]: (keys..., event_timestamp).
 
-    Readings off the grid (say 12:30) are not entity rows.
+    Rows off the grid (a reading at 12:30 for an hourly spine) are not entity rows.
     """
-    rows = telemetry.where((F.col("timestamp").cast("long") % (stride_hours * 3600)) == 0)
+    ts = F.col(spine.source.event_time)
+    rows = source.where(F.unix_micros(ts) % F.lit(micros(spine.every)) == 0)
     if start is not None:
-        rows = rows.where(F.col("timestamp") >= F.lit(start))
+        rows = rows.where(ts >= F.lit(start))
     if end is not None:
-        rows = rows.where(F.col("timestamp") <= F.lit(end))
+        rows = rows.where(ts <= F.lit(end))
     return rows.select(
-        F.col(ENTITY_KEY).cast("bigint").alias(ENTITY_KEY),
-        F.col("timestamp").alias(EVENT_TIMESTAMP),
+        *[F.col(k).cast(t).alias(k) for k, t in key_types.items()],
+        ts.alias(EVENT_TIMESTAMP),
     ).distinct()
 
 
-def with_failure_label(
-    entities: DataFrame, failures: DataFrame, *, horizon_hours: int, observed_until: datetime
-) -> DataFrame:
-    """Label 1 when the machine has a component failure in (t, t + horizon].
+def _frame(label: Label) -> tuple[int, int]:
+    """The window's bounds after t, in microseconds, for the label's closed ends."""
+    horizon = micros(label.horizon)
+    return {
+        "right": (1, horizon),  # (t, t + h]
+        "both": (0, horizon),  # [t, t + h]
+        "left": (0, horizon - 1),  # [t, t + h)
+    }[label.closed]
 
-    Rows whose horizon reaches past `observed_until` are dropped: we cannot yet know
-    whether they fail, and calling them 0 would teach the model that they did not.
+
+def with_label(
+    entities: DataFrame,
+    events: DataFrame,
+    label: Label,
+    keys: Sequence[str],
+    *,
+    observed_until: datetime,
+) -> DataFrame:
+    """The entity rows with `label.name`: over the entity's events in the horizon after t,
+    1 if there is one (kind "event", an int) or the sum of `label.column` (kind "sum", a
+    double; 0 when there are none).
+
+    Rows whose horizon reaches past `observed_until` are dropped: we cannot know their
+    outcome yet, and calling it 0 would teach the model that nothing happened.
+
+    Entity rows and events are unioned and each entity row reads its horizon with one
+    range window per entity: no join of every event to every row.
     """
-    horizon_seconds = horizon_hours * 3600
+    keys = list(keys)
+    ts = label.source.event_time
+    horizon = micros(label.horizon)
     known = entities.where(
-        F.col(EVENT_TIMESTAMP).cast("long") + horizon_seconds <= F.lit(observed_until).cast("long")
+        F.unix_micros(EVENT_TIMESTAMP) + horizon <= F.unix_micros(F.lit(observed_until))
     )
-    failure_times = failures.select(
-        F.col(ENTITY_KEY).cast("bigint").alias("_machine"), F.col("timestamp").alias("_failed_at")
+    value = F.lit(1.0) if label.kind == "event" else F.col(label.column).cast("double")
+    key_types = dict(known.select(*keys).dtypes)
+    union = known.select(
+        *keys,
+        EVENT_TIMESTAMP,
+        F.lit(None).cast("double").alias(_VALUE),
+        F.lit(True).alias(_IS_SPINE),
+    ).unionByName(
+        events.select(
+            *[F.col(k).cast(key_types[k]).alias(k) for k in keys],
+            F.col(ts).alias(EVENT_TIMESTAMP),
+            value.alias(_VALUE),
+            F.lit(False).alias(_IS_SPINE),
+        )
     )
-    entity_seconds = F.col(EVENT_TIMESTAMP).cast("long")
-    failed_seconds = F.col("_failed_at").cast("long")
-    in_horizon = (
-        (F.col(ENTITY_KEY) == F.col("_machine"))
-        & (failed_seconds > entity_seconds)
-        & (failed_seconds <= entity_seconds + horizon_seconds)
+    lower, upper = _frame(label)
+    horizon_window = (
+        Window.partitionBy(*keys).orderBy(F.unix_micros(EVENT_TIMESTAMP)).rangeBetween(lower, upper)
     )
-    positives = (
-        known.join(F.broadcast(failure_times), in_horizon, "left_semi")
-        .select(ENTITY_KEY, EVENT_TIMESTAMP)
-        .withColumn(LABEL, F.lit(1))
-    )
-    return known.join(positives, [ENTITY_KEY, EVENT_TIMESTAMP], "left").select(
-        ENTITY_KEY, EVENT_TIMESTAMP, F.coalesce(F.col(LABEL), F.lit(0)).cast("int").alias(LABEL)
+    if label.kind == "event":
+        target = (F.count(_VALUE).over(horizon_window) > 0).cast("int")
+    else:
+        target = F.coalesce(F.sum(_VALUE).over(horizon_window), F.lit(0.0))
+    return (
+        union.select(*keys, EVENT_TIMESTAMP, _IS_SPINE, target.alias(label.name))
+        .where(F.col(_IS_SPINE))
+        .drop(_IS_SPINE)
     )

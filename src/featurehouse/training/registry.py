@@ -10,6 +10,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from featurehouse.config import Settings
+from featurehouse.training.metrics import improvement
 
 log = logging.getLogger(__name__)
 
@@ -17,22 +18,24 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-def configure_mlflow(settings: Settings) -> str:
-    """Point MLflow at the environment's tracking server and registry; return the experiment id."""
+def configure_mlflow(settings: Settings, use_case: str | None = None) -> str | None:
+    """Point MLflow at the environment's tracking server and registry; with a use case, also
+    select (creating it if needed) its experiment and return the experiment's id."""
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     mlflow.set_registry_uri(settings.mlflow.registry_uri)
     if settings.is_local:
         (settings.storage.root / "mlflow").mkdir(parents=True, exist_ok=True)
-    experiment = mlflow.get_experiment_by_name(settings.mlflow.experiment)
+    if use_case is None:
+        return None
+    name = settings.experiment(use_case)
+    experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         experiment_id = experiment.experiment_id
     else:
         artifacts = (
             (settings.storage.root / "mlflow" / "artifacts").as_uri() if settings.is_local else None
         )
-        experiment_id = mlflow.create_experiment(
-            settings.mlflow.experiment, artifact_location=artifacts
-        )
+        experiment_id = mlflow.create_experiment(name, artifact_location=artifacts)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -57,18 +60,19 @@ def version_with_alias(client: MlflowClient, name: str, alias: str) -> ModelVers
 
 
 def should_promote(
-    challenger_score: float, champion_score: float | None, min_improvement: float
+    metric: str, challenger_score: float, champion_score: float | None, min_improvement: float
 ) -> bool:
     """Promote when there is no champion, the champion cannot be scored, or the challenger beats it.
 
-    "Beats" is strict: a retrain that scores the same keeps the current champion.
+    "Beats" is strict and follows the metric's direction (a lower RMSE, a higher PR AUC): a
+    retrain that scores the same keeps the current champion.
     """
     if champion_score is None or champion_score != champion_score:  # None or NaN
         return True
     if challenger_score != challenger_score:
         return False
     # A tolerance, so that 0.8 vs 0.7 + 0.1 is "equal" (not promoted) despite float rounding.
-    return challenger_score - champion_score > min_improvement + 1e-9
+    return improvement(metric, challenger_score, champion_score) > min_improvement + 1e-9
 
 
 def set_alias(client: MlflowClient, ref: ModelVersionRef, alias: str) -> None:

@@ -1,29 +1,36 @@
-"""The training job: point-in-time training set from Feast, fit, evaluate, log, register, promote."""
+"""The training job of a use case, in four steps:
+
+1. build the point-in-time training set from Feast (`training.dataset`);
+2. fit and evaluate (`training.evaluate`);
+3. log the run to MLflow: parameters, metrics, the training-set spec, the drift reference;
+4. register the model as `challenger`, and promote it to `champion` if it beats the
+   champion on the same test window.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from featurehouse.config import Settings
-from featurehouse.features import ENTITY_KEY, EVENT_TIMESTAMP, FEATURE_TABLES
 from featurehouse.io import Lakehouse
 from featurehouse.store.feast_store import feature_references, feature_store
+from featurehouse.store.training_set import TrainingSetSpec
 from featurehouse.training.dataset import SPEC_ARTIFACT, build_training_dataset
-from featurehouse.training.labels import LABEL
-from featurehouse.training.model import (
-    best_f1_threshold,
-    build_model,
-    classification_metrics,
-    failure_probability,
+from featurehouse.training.evaluate import (
+    Evaluation,
+    fit_and_evaluate,
+    predict,
+    promotion_metric,
+    task_metrics,
 )
 from featurehouse.training.registry import (
     CHALLENGER,
@@ -34,7 +41,7 @@ from featurehouse.training.registry import (
     should_promote,
     version_with_alias,
 )
-from featurehouse.training.split import split_by_time
+from featurehouse.usecase import EVENT_TIMESTAMP, Classification, UseCase
 
 log = logging.getLogger(__name__)
 
@@ -44,186 +51,208 @@ SKOPS_TRUSTED_TYPES = [
     "functools.partial",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.utils.validation.check_array",
+    "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.link.Interval",
 ]
 REFERENCE_ARTIFACT = "reference/training_reference.parquet"
-PREDICTION = "failure_probability"
-
-
-def model_features() -> tuple[list[str], list[str]]:
-    """(numeric, categorical) feature names, in feature-service order."""
-    features = [f for table in FEATURE_TABLES for f in table.features]
-    numeric = [f.name for f in features if f.dtype != "string"]
-    categorical = [f.name for f in features if f.dtype == "string"]
-    return numeric, categorical
+THRESHOLD_TAG = "decision_threshold"
 
 
 @dataclass(frozen=True)
 class TrainingResult:
+    use_case: str
     run_id: str
     model: ModelVersionRef
     test_metrics: dict[str, float]
+    baseline_metrics: dict[str, float] | None
+    promotion_metric: str
     champion_metric: float | None
     promoted: bool
     champion_version: str
 
 
-def train(lake: Lakehouse, settings: Settings) -> TrainingResult:
-    cfg = settings.training
-    training_set, spec = build_training_dataset(lake, settings)
+def train(lake: Lakehouse, settings: Settings, use_case: UseCase) -> TrainingResult:
+    training_set, spec = build_training_dataset(lake, settings, use_case)
+    keys = list(use_case.keys)
     frame = (
         training_set.toPandas()
-        .sort_values([EVENT_TIMESTAMP, ENTITY_KEY], kind="stable")
+        .sort_values([EVENT_TIMESTAMP, *keys], kind="stable")
         .reset_index(drop=True)
     )
-    numeric, categorical = model_features()
-    feature_columns = categorical + numeric
-    split = split_by_time(
-        frame,
-        validation_fraction=cfg.validation_fraction,
-        test_fraction=cfg.test_fraction,
-        gap=timedelta(hours=cfg.label_horizon_hours),
-    )
-    for name, part in (
-        ("train", split.train),
-        ("validation", split.validation),
-        ("test", split.test),
-    ):
-        if part.empty or part[LABEL].nunique() < 2 and name == "train":
-            raise ValueError(
-                f"the {name} split has too few rows or one class only; need more history"
-            )
+    uc_settings = settings.use_case(use_case.name)
+    metric = promotion_metric(use_case, uc_settings)
+    evaluation = fit_and_evaluate(use_case, frame, uc_settings)
 
-    configure_mlflow(settings)
-    client = MlflowClient()
-    model = build_model(numeric, categorical, cfg.model)
-    with mlflow.start_run(run_name="train-machine-failure") as run:
-        model.fit(split.train[feature_columns], split.train[LABEL])
-        threshold = best_f1_threshold(
-            split.validation[LABEL].to_numpy(),
-            failure_probability(model, split.validation[feature_columns]),
+    configure_mlflow(settings, use_case.name)
+    with mlflow.start_run(run_name=f"train-{use_case.name}") as run:
+        log_run(lake, settings, use_case, frame, evaluation, spec)
+        challenger = register(settings, use_case, evaluation, run.info.run_id)
+        champion, champion_metric, promoted = promote(
+            settings, use_case, challenger, evaluation, metric
         )
-        test_scores = failure_probability(model, split.test[feature_columns])
-        test_metrics = classification_metrics(split.test[LABEL].to_numpy(), test_scores, threshold)
-        val_metrics = classification_metrics(
-            split.validation[LABEL].to_numpy(),
-            failure_probability(model, split.validation[feature_columns]),
-            threshold,
-        )
-        _log_run(settings, lake, frame, split, threshold, test_metrics, val_metrics)
-        mlflow.log_dict(spec.to_dict(), SPEC_ARTIFACT)
-        held_out = pd.concat([split.validation, split.test])
-        _log_reference(
-            model, held_out, feature_columns, cfg.reference_sample_rows, cfg.model.random_state
-        )
-        signature = infer_signature(split.train[feature_columns].head(100), test_scores[:100])
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=split.train[feature_columns].head(3),
-            pyfunc_predict_fn="predict_proba",
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            registered_model_name=settings.mlflow.model_name,
-            metadata={
-                "decision_threshold": threshold,
-                "feature_service": settings.feast.feature_service,
-            },
-        )
-        challenger = ModelVersionRef(
-            settings.mlflow.model_name, str(info.registered_model_version), run.info.run_id
-        )
-        client.set_model_version_tag(
-            challenger.name, challenger.version, "decision_threshold", str(threshold)
-        )
-        set_alias(client, challenger, CHALLENGER)
-
-        champion = version_with_alias(client, challenger.name, CHAMPION)
-        champion_metric = _score_champion(champion, split.test, cfg.promotion_metric)
-        if champion_metric is not None:
-            mlflow.log_metric(f"champion_test_{cfg.promotion_metric}", champion_metric)
-        promoted = should_promote(
-            test_metrics[cfg.promotion_metric], champion_metric, cfg.min_improvement
-        )
-        if promoted:
-            set_alias(client, challenger, CHAMPION)
-        mlflow.set_tag("promoted_to_champion", str(promoted).lower())
     return TrainingResult(
+        use_case=use_case.name,
         run_id=run.info.run_id,
         model=challenger,
-        test_metrics=test_metrics,
+        test_metrics=evaluation.test_metrics,
+        baseline_metrics=evaluation.metrics.get("baseline_test"),
+        promotion_metric=metric,
         champion_metric=champion_metric,
         promoted=promoted,
         champion_version=challenger.version if promoted else champion.version,
     )
 
 
-def _log_run(settings, lake, frame, split, threshold, test_metrics, val_metrics) -> None:
-    cfg = settings.training
-    mlflow.log_params(
-        {
-            **{f"model_{k}": v for k, v in cfg.model.model_dump().items()},
-            "label_horizon_hours": cfg.label_horizon_hours,
-            "entity_stride_hours": cfg.entity_stride_hours,
-            "feature_service": settings.feast.feature_service,
-            "training_start": str(frame[EVENT_TIMESTAMP].min()),
-            "validation_start": str(split.validation_start),
-            "test_start": str(split.test_start),
-            "training_end": str(frame[EVENT_TIMESTAMP].max()),
-            "rows_train": len(split.train),
-            "rows_validation": len(split.validation),
-            "rows_test": len(split.test),
-            "decision_threshold": round(threshold, 6),
-        }
-    )
-    mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if v == v})
-    mlflow.log_metrics({f"validation_{k}": v for k, v in val_metrics.items() if v == v})
-    store = feature_store(settings)
+def log_run(
+    lake: Lakehouse,
+    settings: Settings,
+    use_case: UseCase,
+    frame: pd.DataFrame,
+    evaluation: Evaluation,
+    spec: TrainingSetSpec,
+) -> None:
+    """Parameters, metrics per part, feature references, the spec and the drift reference."""
+    uc_settings = settings.use_case(use_case.name)
+    split = evaluation.split
+    service = settings.feature_service(use_case.name)
+    params = {
+        **{f"model_{k}": v for k, v in uc_settings.model.items()},
+        "use_case": use_case.name,
+        "task": use_case.task.kind,
+        "label": use_case.label.name,
+        "label_horizon": str(use_case.label.horizon),
+        "spine_every": str(use_case.spine.every),
+        "split_by": use_case.split.by,
+        "feature_service": service,
+        "training_start": str(frame[EVENT_TIMESTAMP].min()),
+        "validation_start": str(split.validation_start),
+        "test_start": str(split.test_start),
+        "training_end": str(frame[EVENT_TIMESTAMP].max()),
+        **{f"rows_{name}": len(part) for name, part in split.parts().items()},
+    }
+    if evaluation.threshold is not None:
+        params[THRESHOLD_TAG] = round(evaluation.threshold, 6)
+    mlflow.log_params(params)
+    for part, values in evaluation.metrics.items():
+        mlflow.log_metrics({f"{part}_{k}": v for k, v in values.items() if v == v})
     mlflow.log_dict(
         {
-            "feature_service": settings.feast.feature_service,
-            "feature_references": feature_references(store, settings),
-            "feature_tables": {t.view_name: lake.name(t.table_key) for t in FEATURE_TABLES},
+            "feature_service": service,
+            "feature_references": feature_references(feature_store(settings), service),
+            "feature_tables": {t.view_name: lake.name(t.name) for t in use_case.tables},
         },
         "features.json",
     )
+    mlflow.log_dict(spec.to_dict(), SPEC_ARTIFACT)
+    held_out = pd.concat([split.validation, split.test])
+    _log_reference(
+        use_case, evaluation, held_out, uc_settings.training.reference_sample_rows,
+        uc_settings.training.random_state,
+    )  # fmt: skip
 
 
 def _log_reference(
-    model, held_out: pd.DataFrame, feature_columns, max_rows: int, seed: int
+    use_case: UseCase, evaluation: Evaluation, held_out: pd.DataFrame, max_rows: int, seed: int
 ) -> None:
-    """The baseline of drift monitoring: features and scores on the held-out window.
+    """The baseline of drift monitoring: features and predictions on the held-out window.
 
-    Held-out rows, not training rows: scores on data the model was fitted to are
+    Held-out rows, not training rows: predictions on data the model was fitted to are
     overconfident, and would make every later window look like prediction drift.
     """
+    columns = evaluation.inputs.columns
     sample = held_out.sample(n=min(max_rows, len(held_out)), random_state=seed)
-    reference = sample[[EVENT_TIMESTAMP, *feature_columns]].copy()
-    reference[PREDICTION] = failure_probability(model, sample[feature_columns])
+    reference = sample[[EVENT_TIMESTAMP, *columns]].copy()
+    reference[use_case.task.prediction] = predict(evaluation.model, use_case.task, sample[columns])
     with TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
         reference.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
 
 
+def register(
+    settings: Settings, use_case: UseCase, evaluation: Evaluation, run_id: str
+) -> ModelVersionRef:
+    """Log the model and register it as the use case's `challenger`."""
+    columns = evaluation.inputs.columns
+    train = evaluation.split.train[columns]
+    classifier = isinstance(use_case.task, Classification)
+    metadata = {"feature_service": settings.feature_service(use_case.name)}
+    if evaluation.threshold is not None:
+        metadata[THRESHOLD_TAG] = evaluation.threshold
+    info = mlflow.sklearn.log_model(
+        evaluation.model,
+        name="model",
+        signature=infer_signature(train.head(100), evaluation.test_predictions[:100]),
+        input_example=train.head(3),
+        pyfunc_predict_fn="predict_proba" if classifier else "predict",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        metadata=metadata,
+    )
+    # The client, not `registered_model_name`: the fluent API prints to the console.
+    client = MlflowClient()
+    name = settings.model_name(use_case.name, use_case.model_name)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=use_case.description)
+    version = client.create_model_version(
+        name, info.model_uri, run_id=run_id, model_id=info.model_id
+    )
+    challenger = ModelVersionRef(name, str(version.version), run_id)
+    if evaluation.threshold is not None:
+        client.set_model_version_tag(
+            challenger.name, challenger.version, THRESHOLD_TAG, str(evaluation.threshold)
+        )
+    set_alias(client, challenger, CHALLENGER)
+    return challenger
+
+
+def promote(
+    settings: Settings,
+    use_case: UseCase,
+    challenger: ModelVersionRef,
+    evaluation: Evaluation,
+    metric: str,
+) -> tuple[ModelVersionRef | None, float | None, bool]:
+    """(champion before, its score on the challenger's test window, promoted?)."""
+    client = MlflowClient()
+    champion = version_with_alias(client, challenger.name, CHAMPION)
+    champion_metric = _score_champion(champion, use_case, evaluation, metric)
+    if champion_metric is not None:
+        mlflow.log_metric(f"champion_test_{metric}", champion_metric)
+    cfg = settings.use_case(use_case.name).training
+    promoted = should_promote(
+        metric, evaluation.test_metrics[metric], champion_metric, cfg.min_improvement
+    )
+    if promoted:
+        set_alias(client, challenger, CHAMPION)
+    mlflow.set_tag("promoted_to_champion", str(promoted).lower())
+    return champion, champion_metric, promoted
+
+
 def _score_champion(
-    champion: ModelVersionRef | None, test: pd.DataFrame, metric: str
+    champion: ModelVersionRef | None, use_case: UseCase, evaluation: Evaluation, metric: str
 ) -> float | None:
     """The champion's score on the challenger's test window; None when it cannot be scored there."""
     if champion is None:
         return None
-    champion_model = mlflow.sklearn.load_model(champion.uri)
+    model = mlflow.sklearn.load_model(champion.uri)
+    test = evaluation.split.test
     try:
-        columns = list(champion_model.feature_names_in_)
-        scores = failure_probability(champion_model, test[columns])
+        predictions = predict(model, use_case.task, test[list(model.feature_names_in_)])
     except (KeyError, AttributeError) as exc:
         log.warning("champion %s cannot score the test window (%s)", champion.version, exc)
         return None
-    threshold = float(
-        MlflowClient()
-        .get_model_version(champion.name, champion.version)
-        .tags.get("decision_threshold", 0.5)
-    )
-    return classification_metrics(test[LABEL].to_numpy(), scores, threshold)[metric]
+    threshold = decision_threshold(champion)
+    labels = test[use_case.label.name].to_numpy()
+    return task_metrics(use_case.task, labels, predictions, threshold)[metric]
+
+
+def decision_threshold(version: ModelVersionRef) -> float | None:
+    """A classifier version's decision threshold (None for a regressor)."""
+    tags = MlflowClient().get_model_version(version.name, version.version).tags
+    return float(tags[THRESHOLD_TAG]) if THRESHOLD_TAG in tags else None
 
 
 def load_reference(run_id: str) -> pd.DataFrame:

@@ -11,14 +11,19 @@ from datetime import timedelta
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, Window
 
-from featurehouse.features.declaration import (
-    ENTITY_KEY,
+from featurehouse.features.quality import in_range
+from featurehouse.usecase import (
     EVENT_TIMESTAMP,
     Feature,
     FeatureTable,
     Source,
 )
-from featurehouse.features.quality import in_range
+from featurehouse.usecases.predictive_maintenance.datasets import (
+    ERRORS,
+    MACHINE,
+    MACHINE_ID,
+    TELEMETRY,
+)
 
 ERROR_IDS = ("error1", "error2", "error3", "error4", "error5")
 ERROR_WINDOWS_HOURS = (24, 72, 168)
@@ -27,7 +32,7 @@ _MICROS_PER_HOUR = 3600 * 1_000_000
 
 def telemetry_grid(telemetry: DataFrame) -> DataFrame:
     """The (machine, hour) rows features are computed for: one per telemetry reading."""
-    return telemetry.select(ENTITY_KEY, "timestamp").distinct()
+    return telemetry.select(MACHINE_ID, "timestamp").distinct()
 
 
 def total_count_name(hours: int) -> str:
@@ -54,11 +59,11 @@ def with_error_counts(
     exact: an error exactly N h before t is out, one a microsecond later is in.
     Errors of an id not in `error_ids` count in the totals only.
     """
-    events = grid.select(ENTITY_KEY, "timestamp", F.lit(None).cast("string").alias("error_id"))
+    events = grid.select(MACHINE_ID, "timestamp", F.lit(None).cast("string").alias("error_id"))
     events = events.withColumn("_grid", F.lit(True)).unionByName(
-        errors.select(ENTITY_KEY, "timestamp", "error_id").withColumn("_grid", F.lit(False))
+        errors.select(MACHINE_ID, "timestamp", "error_id").withColumn("_grid", F.lit(False))
     )
-    by_machine_in_time = Window.partitionBy(ENTITY_KEY).orderBy(F.unix_micros("timestamp"))
+    by_machine_in_time = Window.partitionBy(MACHINE_ID).orderBy(F.unix_micros("timestamp"))
     counts = []
     for hours in windows_hours:
         window = by_machine_in_time.rangeBetween(-(hours * _MICROS_PER_HOUR - 1), 0)
@@ -71,10 +76,10 @@ def with_error_counts(
         ]
     names = [c for h in windows_hours for c in _count_names(error_ids, h)]
     return (
-        events.select(ENTITY_KEY, "timestamp", "_grid", *counts)
+        events.select(MACHINE_ID, "timestamp", "_grid", *counts)
         .where("_grid")
         .select(
-            F.col(ENTITY_KEY).cast("bigint").alias(ENTITY_KEY),
+            F.col(MACHINE_ID).cast("bigint").alias(MACHINE_ID),
             F.col("timestamp").alias(EVENT_TIMESTAMP),
             *[F.col(name).cast("bigint") for name in names],
         )
@@ -112,16 +117,17 @@ def _error_features() -> tuple[Feature, ...]:
 _FEATURES = _error_features()
 
 ERROR_FEATURES = FeatureTable(
-    table_key="error_features",
+    name="machine_error_features",
     view_name="machine_errors",
     description=(
         "Counts of machine errors over the last 24, 72 and 168 hours, in total and by error type."
     ),
+    entity=MACHINE,
     features=_FEATURES,
     sources=(
-        Source("telemetry"),
+        Source(TELEMETRY),
         # Rows from the first changed error on count errors up to the longest window back.
-        Source("errors", history=timedelta(hours=max(ERROR_WINDOWS_HOURS))),
+        Source(ERRORS, history=timedelta(hours=max(ERROR_WINDOWS_HOURS))),
     ),
     build=lambda bronze: with_error_counts(telemetry_grid(bronze["telemetry"]), bronze["errors"]),
     ttl=timedelta(days=2),

@@ -411,3 +411,8 @@ def _machines_frame(model_index: np.ndarray, ages: np.ndarray) -> pd.DataFrame:
             "age": ages.astype(np.int64),
         }
     )
+
+
+def write_fleet(spec: FleetSpec, out_dir: Path) -> dict[str, Path]:
+    """Simulate the fleet `spec` describes and write its raw files into `out_dir`."""
+    return write_raw_csv(simulate_fleet(spec), out_dir)

@@ -8,15 +8,21 @@ from datetime import timedelta
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, Window
 
-from featurehouse.features.declaration import (
-    ENTITY_KEY,
+from featurehouse.features.quality import in_range
+from featurehouse.usecase import (
     EVENT_TIMESTAMP,
     Feature,
     FeatureTable,
     Source,
 )
-from featurehouse.features.errors import telemetry_grid
-from featurehouse.features.quality import in_range
+from featurehouse.usecases.predictive_maintenance.datasets import (
+    FAILURES,
+    MACHINE,
+    MACHINE_ID,
+    MAINTENANCE,
+    TELEMETRY,
+)
+from featurehouse.usecases.predictive_maintenance.errors import telemetry_grid
 
 COMPONENTS = ("comp1", "comp2", "comp3", "comp4")
 _MICROS_PER_HOUR = 3600 * 1_000_000
@@ -59,16 +65,16 @@ def with_component_history(
         days_since = {
             days_since_failure_name(c): (_FAILURE, c, _MICROS_PER_DAY) for c in components
         }
-    events = grid.select(ENTITY_KEY, "timestamp", F.lit(None).cast("string").alias("component"))
+    events = grid.select(MACHINE_ID, "timestamp", F.lit(None).cast("string").alias("component"))
     events = events.withColumn("_kind", F.lit(_GRID))
     for kind, frame in ((_MAINTENANCE, maintenance), (_FAILURE, failures)):
         if frame is not None:
             events = events.unionByName(
-                frame.select(ENTITY_KEY, "timestamp", "component").withColumn("_kind", F.lit(kind))
+                frame.select(MACHINE_ID, "timestamp", "component").withColumn("_kind", F.lit(kind))
             )
     micros = F.unix_micros("timestamp")
     until_now = (
-        Window.partitionBy(ENTITY_KEY).orderBy(micros).rangeBetween(Window.unboundedPreceding, 0)
+        Window.partitionBy(MACHINE_ID).orderBy(micros).rangeBetween(Window.unboundedPreceding, 0)
     )
 
     def since(kind: str, component: str, unit_micros: int) -> Column:
@@ -79,14 +85,14 @@ def with_component_history(
     measures = {**hours_since, **days_since}
     return (
         events.select(
-            ENTITY_KEY,
+            MACHINE_ID,
             "timestamp",
             "_kind",
             *[since(*spec).alias(name) for name, spec in measures.items()],
         )
         .where(F.col("_kind") == _GRID)
         .select(
-            F.col(ENTITY_KEY).cast("bigint").alias(ENTITY_KEY),
+            F.col(MACHINE_ID).cast("bigint").alias(MACHINE_ID),
             F.col("timestamp").alias(EVENT_TIMESTAMP),
             *measures,
         )
@@ -126,17 +132,18 @@ def _features() -> tuple[Feature, ...]:
 _FEATURES = _features()
 
 MAINTENANCE_FEATURES = FeatureTable(
-    table_key="maintenance_features",
+    name="machine_maintenance_features",
     view_name="machine_maintenance",
     description=(
         "Age of each component (hours since it was last replaced) and days since it last failed."
     ),
+    entity=MACHINE,
     features=_FEATURES,
     sources=(
-        Source("telemetry"),
+        Source(TELEMETRY),
         # Both look back without limit: the last replacement or failure may be long ago.
-        Source("maintenance", history=None),
-        Source("failures", history=None),
+        Source(MAINTENANCE, history=None),
+        Source(FAILURES, history=None),
     ),
     build=lambda bronze: with_component_history(
         telemetry_grid(bronze["telemetry"]), bronze["maintenance"], bronze["failures"]

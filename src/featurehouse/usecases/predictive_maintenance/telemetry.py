@@ -34,14 +34,14 @@ from datetime import timedelta
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
-from featurehouse.features.declaration import (
-    ENTITY_KEY,
+from featurehouse.features.quality import in_range
+from featurehouse.usecase import (
     EVENT_TIMESTAMP,
     Feature,
     FeatureTable,
     Source,
 )
-from featurehouse.features.quality import in_range
+from featurehouse.usecases.predictive_maintenance.datasets import MACHINE, MACHINE_ID, TELEMETRY
 
 SENSORS = ("volt", "rotate", "pressure", "vibration")
 WINDOWS_HOURS = (3, 24)  # mean and std
@@ -82,7 +82,7 @@ def _in_blocks(telemetry: DataFrame, sensors: Sequence[str], look_back_hours: in
         F.array(own_block, F.floor((t + look_back_hours * HOUR_US) / block_us))
     )
     exploded = telemetry.select(
-        F.col(ENTITY_KEY).cast("bigint").alias(ENTITY_KEY),
+        F.col(MACHINE_ID).cast("bigint").alias(MACHINE_ID),
         F.col("timestamp").alias(EVENT_TIMESTAMP),
         t.alias(_T),
         F.explode(blocks).alias(_BLOCK),
@@ -104,7 +104,7 @@ def _in_blocks(telemetry: DataFrame, sensors: Sequence[str], look_back_hours: in
 def _frame(lower: str, upper: str = "CURRENT ROW") -> str:
     """A frame over a machine's block in time order; bounds in microseconds."""
     return (
-        f"OVER (PARTITION BY {ENTITY_KEY}, {_BLOCK} ORDER BY {_T} "
+        f"OVER (PARTITION BY {MACHINE_ID}, {_BLOCK} ORDER BY {_T} "
         f"RANGE BETWEEN {lower} AND {upper})"
     )
 
@@ -297,7 +297,7 @@ def with_telemetry_features(
     if lag_hours is not None:
         features |= {lag_feature_name(s, lag_hours): _lag(s, lag_hours) for s in sensors}
     return rows.selectExpr(
-        ENTITY_KEY, EVENT_TIMESTAMP, *[f"{e} AS {n}" for n, e in features.items()]
+        MACHINE_ID, EVENT_TIMESTAMP, *[f"{e} AS {n}" for n, e in features.items()]
     )
 
 
@@ -377,16 +377,17 @@ def _expectations(features: Sequence[Feature]) -> tuple:
 _FEATURES = _telemetry_features()
 
 TELEMETRY_FEATURES = FeatureTable(
-    table_key="telemetry_features",
+    name="machine_telemetry_features",
     view_name="machine_telemetry",
     description=(
         "Rolling statistics of each telemetry sensor per reading: mean and standard deviation "
         "over 3 and 24 hours, min, max and trend over 24 hours, and the reading an hour before."
     ),
+    entity=MACHINE,
     features=_FEATURES,
     # An incremental run re-reads the longest look-back before its first changed reading.
     sources=(
-        Source("telemetry", history=timedelta(hours=max(*WINDOWS_HOURS, RANGE_HOURS, LAG_HOURS))),
+        Source(TELEMETRY, history=timedelta(hours=max(*WINDOWS_HOURS, RANGE_HOURS, LAG_HOURS))),
     ),
     build=lambda bronze: with_telemetry_features(bronze["telemetry"]),
     ttl=timedelta(days=2),

@@ -1,0 +1,1 @@
+"""Databricks workflows of the bundle, generated in Python (see `jobs.workflows`)."""

@@ -1,0 +1,239 @@
+"""One function per job, for one use case: the CLI, the wheel's entry points, the demo and
+the tests all call these. Each loads nothing by itself: it is given the settings and the
+use case's declaration, builds the use case's lakehouse, and calls the library.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from featurehouse.config import Settings
+from featurehouse.errors import ConfigError, FeaturehouseError, InputDataError
+from featurehouse.usecase import UseCase
+
+log = logging.getLogger(__name__)
+
+FEAST_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def lakehouse(settings: Settings, use_case: UseCase):
+    """The use case's tables, on the session of this environment (locally, also queryable
+    by name in SQL)."""
+    from featurehouse.io import Lakehouse
+    from featurehouse.spark import get_spark
+
+    lake = Lakehouse(get_spark(settings), settings, use_case.name)
+    if settings.is_local:
+        lake.register_tables()
+    return lake
+
+
+def simulate(settings: Settings, use_case: UseCase, out_dir: Path | None = None) -> Path:
+    """Write the use case's simulated raw files (to its raw folder by default)."""
+    if use_case.simulator is None:
+        raise FeaturehouseError(f"use case {use_case.name} has no simulator")
+    values = settings.use_case(use_case.name).simulation
+    try:
+        spec = use_case.simulator.spec(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"conf/use_cases/{use_case.name}.yml: bad simulation settings {dict(values)}: {exc}"
+        ) from None
+    target = out_dir or settings.raw_dir(use_case.name)
+    use_case.simulator.write(spec, target)
+    return target
+
+
+def has_raw_files(settings: Settings, use_case: UseCase, input_dir: Path | None = None) -> bool:
+    folder = input_dir or settings.raw_dir(use_case.name)
+    return folder.is_dir() and any(any(folder.glob(d.pattern)) for d in use_case.datasets)
+
+
+def ingest(settings: Settings, use_case: UseCase, input_dir: Path | None = None):
+    from featurehouse.ingest import ingest_use_case
+
+    folder = input_dir or settings.raw_dir(use_case.name)
+    return ingest_use_case(lakehouse(settings, use_case), use_case, folder)
+
+
+def features(
+    settings: Settings,
+    use_case: UseCase,
+    *,
+    full: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
+):
+    from featurehouse.features.build import build_feature_tables
+
+    lake = lakehouse(settings, use_case)
+    runs = build_feature_tables(lake, use_case, full=full, start=start, end=end)
+    lake.register_tables()
+    return runs
+
+
+def apply(settings: Settings, use_case: UseCase) -> list[str]:
+    from featurehouse.store.feast_store import apply_definitions, feature_store
+
+    return apply_definitions(feature_store(settings), settings, use_case)
+
+
+def materialize(settings: Settings, use_case: UseCase) -> list[str]:
+    """Register the use case's Feast definitions (idempotent), then fill the online store."""
+    from featurehouse.store.feast_store import apply_definitions, feature_store
+    from featurehouse.store.feast_store import materialize as load_online
+
+    lake = lakehouse(settings, use_case)  # Feast reads through the active, Delta-enabled session
+    store = feature_store(settings)
+    views = apply_definitions(store, settings, use_case)
+    load_online(store, lake.spark, views, FEAST_EPOCH, datetime.now(UTC))
+    return views
+
+
+def train(settings: Settings, use_case: UseCase):
+    from featurehouse.training.train import train as train_model
+
+    return train_model(lakehouse(settings, use_case), settings, use_case)
+
+
+def rebuild_training_set(settings: Settings, use_case: UseCase, run_id: str):
+    from featurehouse.training.dataset import rebuild_training_set as rebuild
+    from featurehouse.training.registry import configure_mlflow
+
+    lake = lakehouse(settings, use_case)
+    configure_mlflow(settings)
+    return rebuild(lake, use_case, run_id)
+
+
+def score(settings: Settings, use_case: UseCase):
+    from featurehouse.scoring import score as score_entities
+
+    return score_entities(lakehouse(settings, use_case), settings, use_case)
+
+
+def drift(settings: Settings, use_case: UseCase):
+    from featurehouse.monitoring.job import DRIFT_TASK_VALUE, detect_drift, publish_task_value
+
+    report = detect_drift(lakehouse(settings, use_case), settings, use_case)
+    publish_task_value(DRIFT_TASK_VALUE, str(report.drifted).lower())
+    return report
+
+
+def online(
+    settings: Settings, use_case: UseCase, entity_rows: Sequence[Mapping[str, Any]]
+) -> dict[str, list[Any]]:
+    from featurehouse.store.feast_store import feature_store, online_features
+
+    rows = [entity_row(use_case, row) for row in entity_rows]
+    service = settings.feature_service(use_case.name)
+    return online_features(feature_store(settings), service, rows)
+
+
+def entity_row(use_case: UseCase, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entity's keys from `values`, typed as declared; a missing or unknown key, or a
+    value of the wrong type, is one clear error."""
+    keys = use_case.entity.keys
+    unknown = sorted(set(values) - set(keys))
+    missing = [k for k in keys if k not in values]
+    if unknown or missing:
+        raise FeaturehouseError(
+            f"use case {use_case.name} identifies an entity by {', '.join(keys)}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; unknown {', '.join(unknown)}" if unknown else "")
+        )
+    row = {}
+    for key, dtype in keys.items():
+        try:
+            row[key] = int(values[key]) if dtype == "bigint" else str(values[key])
+        except ValueError:
+            raise FeaturehouseError(f"{key} must be an integer, got {values[key]!r}") from None
+    return row
+
+
+def first_entity(settings: Settings, use_case: UseCase) -> dict[str, Any]:
+    """The entity with the smallest keys in the spine's data set (for the demo's online read)."""
+    lake = lakehouse(settings, use_case)
+    keys = list(use_case.keys)
+    row = lake.read(use_case.spine.source.name).select(*keys).orderBy(*keys).first()
+    return {k: row[k] for k in keys}
+
+
+# --- the whole pipeline ----------------------------------------------------------------------
+
+
+@dataclass
+class PipelineOutcome:
+    """What the pipeline did for one use case."""
+
+    use_case: str
+    ingest: list = field(default_factory=list)
+    features: list = field(default_factory=list)
+    training: list = field(default_factory=list)
+    scoring: object | None = None
+    drift: object | None = None
+    online: dict | None = None
+    online_entity: dict | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    skipped: str | None = None  # why the use case did not run
+
+
+def run_pipeline(
+    settings: Settings,
+    use_case: UseCase,
+    *,
+    simulate_data: bool = True,
+    step: Callable[[str], None] = print,
+) -> PipelineOutcome:
+    """Every job in order for one use case: simulate (if it has a simulator), ingest,
+    features, materialize, train, score, drift, retrain on drift, one online read."""
+    outcome = PipelineOutcome(use_case.name)
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        result = fn()
+        outcome.seconds[name] = time.perf_counter() - started
+        step(f"[{use_case.name}] {name:<11} {outcome.seconds[name]:6.1f} s")
+        return result
+
+    if simulate_data and use_case.simulator is not None:
+        timed("simulate", lambda: simulate(settings, use_case))
+    if not has_raw_files(settings, use_case):
+        outcome.skipped = f"no raw files in {settings.raw_dir(use_case.name)}"
+        step(f"[{use_case.name}] skipped: {outcome.skipped}")
+        return outcome
+    outcome.ingest = timed("ingest", lambda: ingest(settings, use_case))
+    outcome.features = timed("features", lambda: features(settings, use_case))
+    timed("materialize", lambda: materialize(settings, use_case))
+    outcome.training.append(timed("train", lambda: train(settings, use_case)))
+    outcome.scoring = timed("score", lambda: score(settings, use_case))
+    outcome.drift = timed("drift", lambda: drift(settings, use_case))
+    if outcome.drift.drifted and settings.use_case(use_case.name).drift.retrain_on_drift:
+        outcome.training.append(timed("retrain", lambda: train(settings, use_case)))
+    outcome.online_entity = first_entity(settings, use_case)
+    outcome.online = timed("online", lambda: online(settings, use_case, [outcome.online_entity]))
+    return outcome
+
+
+def run_pipelines(
+    settings: Settings,
+    use_cases: Sequence[UseCase],
+    *,
+    simulate_data: bool = True,
+    step: Callable[[str], None] = print,
+) -> list[PipelineOutcome]:
+    """The pipeline of every use case in turn; one with no raw data is skipped, not failed."""
+    outcomes = []
+    for use_case in use_cases:
+        try:
+            outcomes.append(
+                run_pipeline(settings, use_case, simulate_data=simulate_data, step=step)
+            )
+        except InputDataError as exc:
+            raise InputDataError(f"{use_case.name}: {exc}") from None
+    return outcomes
