@@ -26,6 +26,7 @@ def local_overrides(root: Path) -> dict[str, Any]:
         },
         "mlflow": {"tracking_uri": db, "registry_uri": db},
         "feast": {"store_dir": str(root / "feast")},
+        "spark": {"shuffle_partitions": 2},
     }
 
 

@@ -219,10 +219,6 @@ class Settings(_Strict):
     def raw_dir(self, use_case: str) -> Path:
         return self.use_case(use_case).raw_dir or self.storage.raw_dir / use_case
 
-    @property
-    def feast_repo(self) -> Path:
-        return self.feast.repo_path
-
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Merge `override` into `base` key by key, so overriding one nested value keeps its siblings."""

@@ -405,10 +405,6 @@ class FeatureTable:
             )
 
     @property
-    def table_key(self) -> str:
-        return self.name
-
-    @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 

@@ -38,7 +38,7 @@ PRECISION = 1e-6
 
 
 def table_versions(lake: Lakehouse) -> dict[str, int]:
-    return {t.table_key: lake.version(t.table_key) for t in FEATURE_TABLES}
+    return {t.name: lake.version(t.name) for t in FEATURE_TABLES}
 
 
 def nullable(df):
@@ -157,7 +157,7 @@ def test_incremental_run_equals_a_full_rebuild(history):
     assert telemetry_run.rows_computed < (MACHINES * (DAYS + 1) * 24) / 2
     for table in FEATURE_TABLES:
         assert_approx_df_equality(
-            nullable(lake.read(table.table_key)),
+            nullable(lake.read(table.name)),
             nullable(recomputed(lake, table)),
             PRECISION,
             ignore_row_order=True,

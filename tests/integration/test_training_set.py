@@ -35,7 +35,7 @@ START = datetime(2015, 1, 1)
 
 def simulate_into(lake: Lakehouse, *, start: datetime, days: int, seed: int) -> None:
     raw = lake.settings.storage.root / f"raw-{start:%Y%m%d}"
-    write_raw_csv(simulate_fleet(FleetSpec(machines=4, start=start, days=days, seed=seed)), raw)
+    write_raw_csv(simulate_fleet(FleetSpec(machines=3, start=start, days=days, seed=seed)), raw)
     ingest_use_case(lake, USE_CASE, raw)
     build_feature_tables(lake, USE_CASE)
 
@@ -44,7 +44,7 @@ def simulate_into(lake: Lakehouse, *, start: datetime, days: int, seed: int) -> 
 def lake(spark, tmp_path_factory):
     settings = local_settings(tmp_path_factory.mktemp("training-set"))
     lake = Lakehouse(spark, settings, USE_CASE.name)
-    simulate_into(lake, start=START, days=20, seed=5)
+    simulate_into(lake, start=START, days=12, seed=5)
     apply_definitions(feature_store(settings), settings, USE_CASE)
     return lake
 
@@ -57,8 +57,8 @@ def test_rebuild_equals_the_original_after_new_data_arrives(lake):
     original, spec = build_training_dataset(lake, lake.settings, USE_CASE)
     original_rows = original.collect()
 
-    # Twenty more days of telemetry, errors and failures arrive; features are rebuilt.
-    simulate_into(lake, start=START + timedelta(days=20), days=20, seed=6)
+    # Twelve more days of telemetry, errors and failures arrive; features are rebuilt.
+    simulate_into(lake, start=START + timedelta(days=12), days=12, seed=6)
     rebuilt = rebuild_from_spec(lake, USE_CASE, spec)
     fresh, _ = build_training_dataset(lake, lake.settings, USE_CASE)
 
@@ -97,7 +97,7 @@ def test_no_training_row_sees_a_feature_from_after_its_timestamp(spark, tmp_path
     telemetry = lake.read("telemetry")
     observed_until = telemetry.agg(F.max("timestamp")).first()[0]
     entities = with_label(
-        spine_rows(telemetry, Spine(TELEMETRY, every=timedelta(hours=1)), USE_CASE.entity.keys),
+        spine_rows(telemetry, Spine(TELEMETRY, every=timedelta(hours=3)), USE_CASE.entity.keys),
         lake.read("failures"),
         USE_CASE.label,
         USE_CASE.keys,
@@ -106,7 +106,7 @@ def test_no_training_row_sees_a_feature_from_after_its_timestamp(spark, tmp_path
     lookups = []
     for table in FEATURE_TABLES:
         source_ts = f"{table.view_name}_ts"
-        features = lake.read(table.table_key).withColumn(source_ts, F.col(EVENT_TIMESTAMP))
+        features = lake.read(table.name).withColumn(source_ts, F.col(EVENT_TIMESTAMP))
         lookups.append(
             FeatureLookup(
                 table=features,
@@ -131,6 +131,6 @@ def test_no_training_row_sees_a_feature_from_after_its_timestamp(spark, tmp_path
                 - F.expr(f"INTERVAL {int(table.ttl.total_seconds())} SECONDS")
             )
             assert stale.count() == 0, f"{table.view_name} uses rows older than its TTL"
-    # Hourly features exist for every hourly entity row: each one found its own hour.
+    # Hourly features exist for every entity row (every 3 h): each one found its own hour.
     telemetry_ts = F.col("machine_telemetry_ts")
     assert training.where(telemetry_ts != F.col(EVENT_TIMESTAMP)).count() == 0

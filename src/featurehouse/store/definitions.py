@@ -102,3 +102,14 @@ def feast_objects(settings: Settings, use_case: UseCase) -> FeastObjects:
 def all_feast_objects(settings: Settings, use_cases: Iterable[UseCase]) -> list:
     """Every use case's objects, for one `feast apply` of the whole registry."""
     return [obj for uc in use_cases for obj in feast_objects(settings, uc).all()]
+
+
+def unbuilt_tables(settings: Settings, use_case: UseCase) -> list[str]:
+    """The use case's feature tables not built yet, where that can be told without Spark
+    (locally; in a catalog every table is assumed built): `feast apply` reads every source."""
+    missing = []
+    for table in use_case.tables:
+        location = table_location(settings, use_case.name, table.name)
+        if location is not None and not (location / "_delta_log").is_dir():
+            missing.append(settings.table(use_case.name, table.name))
+    return missing

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -175,7 +176,10 @@ def register(
 ) -> ModelVersionRef:
     """Log the model and register it as the use case's `challenger`."""
     columns = evaluation.inputs.columns
-    train = evaluation.split.train[columns]
+    # Numbers as doubles: a count that has no row at serving time arrives as a missing value,
+    # which an integer column of the signature would refuse.
+    numeric = list(evaluation.inputs.numeric)
+    train = evaluation.split.train[columns].astype({c: "float64" for c in numeric})
     classifier = isinstance(use_case.task, Classification)
     metadata = {"feature_service": settings.feature_service(use_case.name)}
     if evaluation.threshold is not None:
@@ -187,6 +191,8 @@ def register(
         input_example=train.head(3),
         pyfunc_predict_fn="predict_proba" if classifier else "predict",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        # Given, not inferred: MLflow's inference imports the model in a subprocess (10 s).
+        pip_requirements=model_requirements(),
         metadata=metadata,
     )
     # The client, not `registered_model_name`: the fluent API prints to the console.
@@ -206,6 +212,11 @@ def register(
         )
     set_alias(client, challenger, CHALLENGER)
     return challenger
+
+
+def model_requirements() -> list[str]:
+    """What loading the logged model needs, pinned to the versions it was trained with."""
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "numpy", "pandas", "skops")]
 
 
 def promote(
