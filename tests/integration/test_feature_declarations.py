@@ -82,9 +82,7 @@ def test_a_retyped_feature_is_reported(built):
 def test_delta_columns_carry_the_declared_descriptions(built):
     lake, _ = built
     for table in FEATURE_TABLES:
-        comments = {
-            f.name: f.metadata.get("comment") for f in lake.read(table.name).schema.fields
-        }
+        comments = {f.name: f.metadata.get("comment") for f in lake.read(table.name).schema.fields}
         assert {f.name: comments[f.name] for f in table.features} == {
             f.name: f.description for f in table.features
         }
