@@ -26,7 +26,16 @@ $(VENV)/.delta-jars: $(VENV)/.synced scripts/fetch_delta_jars.py
 	$(VENV)/bin/python scripts/fetch_delta_jars.py
 	touch $@
 
-setup: $(VENV)/.delta-jars
+# Redis, the online store the tests run as a real server on loopback (Debian's package).
+# Without root or apt the Redis tests skip and say why.
+$(TOOLS)/.redis: | $(UV)
+	@command -v redis-server >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else echo "redis-server not installed (needs root and apt-get): the Redis tests will skip"; fi; }
+	touch $@
+
+setup: $(VENV)/.delta-jars $(TOOLS)/.redis
 
 demo: setup
 	$(VENV)/bin/featurehouse pipeline --env local
