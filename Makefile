@@ -35,7 +35,18 @@ $(TOOLS)/.redis: | $(UV)
 		else echo "redis-server not installed (needs root and apt-get): the Redis tests will skip"; fi; }
 	touch $@
 
-setup: $(VENV)/.delta-jars $(TOOLS)/.redis
+# actionlint, the GitHub Actions workflow linter tests/bundle runs, built from source with Go
+# through the Go module proxy (its releases are prebuilt binaries). Without Go the workflow
+# lint test skips and says why.
+ACTIONLINT_VERSION := v1.7.12
+$(TOOLS)/.actionlint: | $(UV)
+	@if $(TOOLS)/bin/actionlint -version 2>/dev/null | grep -qx '$(ACTIONLINT_VERSION)'; then :; \
+	elif command -v go >/dev/null; then \
+		GOBIN="$(abspath $(TOOLS))/bin" go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION); \
+	else echo "go not installed: actionlint not built, the workflow lint test will skip"; fi
+	touch $@
+
+setup: $(VENV)/.delta-jars $(TOOLS)/.redis $(TOOLS)/.actionlint
 
 demo: setup
 	$(VENV)/bin/featurehouse pipeline --env local

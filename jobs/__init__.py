@@ -1,1 +1,3 @@
-"""Databricks workflows of the bundle, generated in Python (see `jobs.workflows`)."""
+"""The Databricks bundle, generated in Python: the jobs (`jobs.workflows`), the Unity Catalog
+and MLflow resources they need (`jobs.resources`), and what a target needs before its first
+deploy (`jobs.prerequisites`)."""

@@ -7,9 +7,24 @@
 # MAGIC the signal the model learns, and the latest drift metrics and predictions.
 # MAGIC
 # MAGIC Nothing here writes a table; every job's logic lives in the `featurehouse` package.
-# MAGIC On Databricks pick the environment and the use case with the widgets; locally run
-# MAGIC `python notebooks/explore_features.py` (`$FEATUREHOUSE_ENV`, default `local`, and
-# MAGIC `$FEATUREHOUSE_USE_CASE`, default `predictive_maintenance`).
+# MAGIC On Databricks open this notebook from the deployed bundle
+# MAGIC (`<bundle root>/files/notebooks/`): the next cell installs the featurehouse wheel built
+# MAGIC from the bundle's files (the commit the jobs run), then pick the environment and the
+# MAGIC use case with the widgets. Locally run `python notebooks/explore_features.py`
+# MAGIC (`$FEATUREHOUSE_ENV`, default `local`, and `$FEATUREHOUSE_USE_CASE`, default
+# MAGIC `predictive_maintenance`) in the project's virtualenv.
+
+# COMMAND ----------
+
+# MAGIC %pip install --quiet ..
+
+# COMMAND ----------
+
+# Databricks: make the package just installed importable. Locally there is nothing to restart.
+import contextlib
+
+with contextlib.suppress(NameError):
+    dbutils.library.restartPython()  # noqa: F821  (Databricks)
 
 # COMMAND ----------
 
@@ -30,7 +45,8 @@ from featurehouse.training.evaluate import model_inputs
 from featurehouse.usecase import EVENT_TIMESTAMP, Classification
 
 try:
-    dbutils.widgets.text("env", "dev", "Environment")  # noqa: F821  (Databricks)
+    # Every widget this notebook reads is defined here, before it is read.
+    dbutils.widgets.dropdown("env", "dev", ["dev", "staging", "prod"], "Environment")  # noqa: F821
     dbutils.widgets.text("use_case", "predictive_maintenance", "Use case")  # noqa: F821
     env = dbutils.widgets.get("env")  # noqa: F821
     use_case_name = dbutils.widgets.get("use_case")  # noqa: F821

@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from featurehouse.config import ENVIRONMENTS, Settings, load_settings
-from featurehouse.errors import FeaturehouseError
+from featurehouse.errors import FeaturehouseError, NoChampionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 
@@ -207,14 +207,20 @@ def apply(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
 
 @app.command()
 @_friendly_errors
-def materialize(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
-    """Load the newest features of every entity into the online store."""
+def materialize(
+    env: EnvOption = "local",
+    use_case: UseCaseOption = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Write every entity, not only those that changed.")
+    ] = False,
+) -> None:
+    """Load the newest features of the entities that changed into the online store."""
     from featurehouse import jobs
 
     settings = load_settings(env)
     for uc in _selected(settings, use_case):
-        views = jobs.materialize(settings, uc)
-        typer.echo(f"{uc.name}: materialized {', '.join(views)}")
+        for view in jobs.materialize(settings, uc, full=full):
+            typer.echo(f"{uc.name}: {view.describe()}")
 
 
 @app.command()
@@ -226,11 +232,33 @@ def train(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
     settings = load_settings(env)
     for uc in _selected(settings, use_case):
         result = jobs.train(settings, uc)
-        metrics = ", ".join(f"{k} {v:.3f}" for k, v in result.test_metrics.items())
+        metric = result.promotion_metric
         typer.echo(
-            f"{uc.name}: model version {result.model.version} (run {result.run_id}): {metrics};"
-            f" champion is version {result.champion_version}"
+            f"{uc.name}: challenger version {result.model.version} (run {result.run_id}):"
+            f" {result.candidate} after {result.trials} trials, test {metric}"
+            f" {result.test_metrics[metric]:.4f} (baseline {result.baseline}:"
+            f" {result.baseline_metrics[metric]:.4f})"
         )
+
+
+@app.command()
+@_friendly_errors
+def validate(
+    env: EnvOption = "local",
+    use_case: UseCaseOption = None,
+    version: Annotated[
+        str | None, typer.Option(help="The model version to check (default: the challenger).")
+    ] = None,
+) -> None:
+    """The promotion gate: check the challenger and make it champion if it passes."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        result = jobs.validate(settings, uc, version)
+        typer.echo(f"{uc.name}: {result.verdict}")
+        for check in result.checks:
+            typer.echo(f"  {'pass' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
 
 
 @app.command()
@@ -241,7 +269,11 @@ def score(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
 
     settings = load_settings(env)
     for uc in _selected(settings, use_case):
-        r = jobs.score(settings, uc)
+        try:
+            r = jobs.score(settings, uc)
+        except NoChampionError as exc:  # a first deployment: nothing promoted yet
+            typer.echo(f"{uc.name}: skipped: {exc}")
+            continue
         typer.echo(f"{uc.name}: scored {r.entities} entities with model version {r.model_version}")
 
 
@@ -253,9 +285,24 @@ def drift(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
 
     settings = load_settings(env)
     for uc in _selected(settings, use_case):
-        report = jobs.drift(settings, uc)
+        try:
+            report = jobs.drift(settings, uc)
+        except NoChampionError as exc:
+            typer.echo(f"{uc.name}: skipped: {exc}")
+            continue
         verdict = "DRIFT" if report.drifted else "no drift"
         typer.echo(f"{uc.name}: {verdict}: drifted columns {report.drifted_columns or 'none'}")
+
+
+@app.command()
+@_friendly_errors
+def performance(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
+    """Judge the predictions whose labels have arrived, per model version and window."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        typer.echo(f"{uc.name}: {jobs.performance(settings, uc).verdict}")
 
 
 def _parse_keys(values: list[str], key_names: list[str]) -> dict[str, str]:
@@ -289,9 +336,15 @@ def online(
     settings = load_settings(env)
     name = use_case or _only_use_case(settings)
     uc = load_use_case(settings, name)
-    values = jobs.online(settings, uc, [_parse_keys(key, list(uc.keys))])
-    for feature, column in values.items():
-        typer.echo(f"{feature}: {column}")
+    (row,) = jobs.online_rows(settings, uc, [_parse_keys(key, list(uc.keys))])
+    entity = ", ".join(f"{k}={v}" for k, v in row.keys.items())
+    if not row.found:
+        typer.echo(f"{entity}: no online features (never materialized)")
+        return
+    oldest = f"{row.oldest_event_timestamp:%Y-%m-%d %H:%M:%S} UTC"
+    typer.echo(f"{entity}: {row.status}, features as of {oldest} (the oldest view's)")
+    for name, value in {**row.keys, **row.features}.items():
+        typer.echo(f"{name}: [{value!r}]")
 
 
 def _only_use_case(settings: Settings) -> str:
@@ -299,6 +352,105 @@ def _only_use_case(settings: Settings) -> str:
     if len(names) != 1:
         raise FeaturehouseError(f"choose a use case with --use-case: {', '.join(names)}")
     return names[0]
+
+
+EXPORT_FORMATS = ("onnx",)
+
+
+@app.command()
+@_friendly_errors
+def export(
+    env: EnvOption = "local",
+    use_case: Annotated[str, typer.Option("--use-case", "-u", help="The use case.")] = "",
+    fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Bundle folder; default <storage root>/exports/<use case>/v<version>."),
+    ] = None,
+) -> None:
+    """Export the champion for edge devices: ONNX model, features.json, standalone predict.py."""
+    from featurehouse import jobs
+    from featurehouse.discovery import load_use_case
+
+    if fmt not in EXPORT_FORMATS:
+        raise FeaturehouseError(
+            f"unknown export format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}"
+        )
+    settings = load_settings(env)
+    name = use_case or _only_use_case(settings)
+    result = jobs.export(settings, load_use_case(settings, name), out)
+    typer.echo(
+        f"{name}: model {result.model_name} version {result.model_version} exported to"
+        f" {result.out_dir} ({result.inputs} inputs; checked on {result.rows_checked} rows,"
+        f" max |onnx - scikit-learn| {result.max_abs_diff:.1e})"
+    )
+
+
+model_app = typer.Typer(no_args_is_help=True, help="A use case's registered model versions.")
+app.add_typer(model_app, name="model")
+UseCaseName = Annotated[str, typer.Option("--use-case", "-u", help="The use case.")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why: recorded in the registry.")]
+
+
+@model_app.command("history")
+@_friendly_errors
+def model_history(use_case: UseCaseName, env: EnvOption = "local") -> None:
+    """Every version with its test metric and validation status, and every change of champion."""
+    from datetime import UTC
+
+    from featurehouse import jobs
+    from featurehouse.discovery import load_use_case
+
+    settings = load_settings(env)
+    found = jobs.model_history(settings, load_use_case(settings, use_case))
+    typer.echo(f"{found.model}:")
+    for row in found.versions:
+        created = datetime.fromtimestamp(row.created / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+        value = "n/a" if row.test_value is None else f"{row.test_value:.4f}"
+        aliases = f"  [{', '.join(row.aliases)}]" if row.aliases else ""
+        typer.echo(
+            f"  v{row.version}  {created}  test {row.metric} {value}  {row.validation}{aliases}"
+        )
+    for change in found.changes:
+        typer.echo(
+            f"  {change.at}  {change.action} v{change.version} by {change.by}: {change.reason}"
+        )
+
+
+@model_app.command("promote")
+@_friendly_errors
+def model_promote(
+    use_case: UseCaseName,
+    version: Annotated[str, typer.Option("--version", help="The version to promote.")],
+    reason: ReasonOption = "promoted by hand",
+    env: EnvOption = "local",
+) -> None:
+    """Make a version champion; it must pass the validation step's checks."""
+    from featurehouse import jobs
+    from featurehouse.discovery import load_use_case
+
+    settings = load_settings(env)
+    result = jobs.promote(settings, load_use_case(settings, use_case), version, reason)
+    typer.echo(f"{use_case}: {result.verdict}")
+    for check in result.checks:
+        typer.echo(f"  {'pass' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
+    if not result.passed:
+        raise typer.Exit(code=1)
+
+
+@model_app.command("rollback")
+@_friendly_errors
+def model_rollback(use_case: UseCaseName, reason: ReasonOption, env: EnvOption = "local") -> None:
+    """Move champion back to the previous champion version."""
+    from featurehouse import jobs
+    from featurehouse.discovery import load_use_case
+
+    settings = load_settings(env)
+    change = jobs.rollback(settings, load_use_case(settings, use_case), reason)
+    typer.echo(
+        f"{use_case}: champion is version {change.version} again (was {change.replaced});"
+        f" recorded by {change.by} at {change.at}: {change.reason}"
+    )
 
 
 training_set_app = typer.Typer(no_args_is_help=True, help="Training sets of MLflow runs.")
@@ -339,7 +491,7 @@ def pipeline(
     ] = True,
 ) -> None:
     """Run every job in order for each use case: simulate, ingest, features, materialize,
-    train, score, drift (and retrain on drift)."""
+    train, validate, score, drift (and retrain on drift)."""
     from featurehouse.jobs import run_pipelines
     from featurehouse.summary import pipeline_summary
 
@@ -366,5 +518,7 @@ ingest_entry = _entry("ingest")
 features_entry = _entry("features")
 materialize_entry = _entry("materialize")
 train_entry = _entry("train")
+validate_entry = _entry("validate")
 score_entry = _entry("score")
 drift_entry = _entry("drift")
+performance_entry = _entry("performance")

@@ -17,7 +17,7 @@ import re
 from datetime import datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from featurehouse.errors import ConfigError, DeclarationError
@@ -80,6 +81,10 @@ class TableNames(_Strict):
     data_quality: str
     predictions: str
     drift_metrics: str
+    performance: str
+    alerts: str
+    # Per window, column and slice: counts, nulls, mean, std, min, quantiles, max, distinct.
+    drift_profile: str = "drift_profile"
 
     @field_validator("*")
     @classmethod
@@ -92,12 +97,37 @@ class TableNames(_Strict):
 class TrainingSettings(_Strict):
     validation_fraction: float = Field(gt=0, lt=0.5)
     test_fraction: float = Field(gt=0, lt=0.5)
-    # The metric that decides promotion; null: the task's first metric of choice.
+    # The metric that selects the model and decides promotion; null: the task's default.
     promotion_metric: str | None = None
-    # The challenger must beat the champion by at least this much to take over.
-    min_improvement: float = Field(ge=0)
     reference_sample_rows: int = Field(ge=100)
     random_state: int = 7
+    # Rows the permutation importance is measured on (a sample of the test window).
+    importance_rows: int = Field(2000, ge=100)
+
+
+class TuningSettings(_Strict):
+    # Hyper-parameter combinations tried per candidate, sampled from its search space
+    # (all of them when the space holds fewer).
+    trials: int = Field(ge=1)
+    seed: int = 7
+    # Replaces a candidate's declared search space, by candidate name.
+    space: dict[str, dict[str, list[Any]]] = {}
+
+
+class PerformanceSettings(_Strict):
+    # Predictions are judged per model version over windows of this length.
+    window: Duration = timedelta(days=7)
+    # A window worse than the version's test metric by more than this is a drop.
+    margin: float = Field(0.1, ge=0)
+    # A drop starts a retraining, which then goes through the validation step.
+    retrain_on_drop: bool = True
+
+
+class ValidationSettings(_Strict):
+    # The challenger must reach these on the test window (e.g. pr_auc: 0.3, rmse: 20).
+    floors: dict[str, float] = {}
+    # And beat the champion on the same window by at least this much.
+    min_improvement: float = Field(0.0, ge=0)
 
 
 class DriftSettings(_Strict):
@@ -108,6 +138,26 @@ class DriftSettings(_Strict):
     ks_statistic: float = Field(gt=0, le=1)
     drift_share: float = Field(gt=0, le=1)
     retrain_on_drift: bool
+    # Which statistic decides a column's verdict (all are reported): see
+    # featurehouse.monitoring.drift. psi_or_ks: psi, or ks_pvalue together with ks_statistic.
+    numeric_test: Literal[
+        "psi_or_ks", "ks", "wasserstein", "psi", "kl_divergence", "jensenshannon"
+    ] = "psi_or_ks"
+    categorical_test: Literal[
+        "chi2_and_tv", "chi2", "total_variation", "l_infinity", "jensenshannon"
+    ] = "chi2_and_tv"
+    wasserstein: float = Field(0.1, gt=0)  # normalised by the reference's std
+    kl_divergence: float = Field(0.1, gt=0)
+    jensenshannon: float = Field(0.1, gt=0)
+    chi2_pvalue: float = Field(0.01, gt=0, lt=1)
+    total_variation: float = Field(0.1, gt=0, le=1)
+    l_infinity: float = Field(0.1, gt=0, le=1)
+    # Columns whose values slice the windows (each value its own profile and drift rows);
+    # null: the use case's declared segments.
+    slices: list[str] | None = None
+    # Quantile bins of the reference: `grid` for KS and Wasserstein, `bins` for PSI, KL, JS.
+    grid: int = Field(100, ge=10, le=250)
+    bins: int = Field(10, ge=2, le=50)
 
 
 class UseCaseSettings(_Strict):
@@ -126,9 +176,12 @@ class UseCaseSettings(_Strict):
     experiment: str | None = None
     feature_service: str | None = None
     simulation: dict[str, Any] = {}
-    # Hyper-parameters handed to the use case's model factory.
-    model: dict[str, Any] = {}
+    # Fixed hyper-parameters of each candidate model, by candidate name.
+    models: dict[str, dict[str, Any]] = {}
     training: TrainingSettings
+    tuning: TuningSettings
+    validation: ValidationSettings = ValidationSettings()
+    performance: PerformanceSettings = PerformanceSettings()
     drift: DriftSettings
 
 
@@ -139,10 +192,52 @@ class MlflowSettings(_Strict):
     experiment_root: str
 
 
+class OnlineStoreSettings(_Strict):
+    """Where `materialize` writes the newest features and the serving path reads them.
+
+    sqlite: `online_store.db` in `feast.store_dir` (local only). redis: Feast's connection
+    string "host:port[,db=N,password=...,ssl=true]", given in `connection_string` when it
+    holds no secret, else read from the environment variable `connection_string_env` names.
+    """
+
+    type: Literal["sqlite", "redis"] = "sqlite"
+    connection_string: str | None = None
+    connection_string_env: str | None = None
+
+    @model_validator(mode="after")
+    def _redis_connection(self) -> OnlineStoreSettings:
+        if self.connection_string and "password=" in self.connection_string.lower():
+            raise ValueError(
+                "a password does not belong in conf: put the whole connection string in an"
+                " environment variable and name it in connection_string_env"
+            )
+        if self.type == "redis" and not (self.connection_string or self.connection_string_env):
+            raise ValueError(
+                "a redis online store needs connection_string or connection_string_env"
+            )
+        return self
+
+    def redis_connection_string(self) -> str:
+        """The connection string, from the environment when `connection_string_env` is set."""
+        if self.connection_string_env:
+            value = os.environ.get(self.connection_string_env, "").strip()
+            if not value:
+                raise ConfigError(
+                    f"the redis online store reads its connection string from the environment"
+                    f" variable {self.connection_string_env}, which is not set"
+                    " (feast.online_store.connection_string_env)"
+                )
+            return value
+        if not self.connection_string:
+            raise ConfigError("feast.online_store: no redis connection string configured")
+        return self.connection_string
+
+
 class FeastSettings(_Strict):
     repo_path: Path
-    # The folder of the file registry and the SQLite online store (a volume on Databricks).
+    # The folder of the file registry (and of the SQLite online store, locally).
     store_dir: Path
+    online_store: OnlineStoreSettings = OnlineStoreSettings()
 
 
 class QualitySettings(_Strict):
@@ -163,6 +258,19 @@ class LayoutSettings(_Strict):
     vacuum_retention_hours: int = Field(ge=0)
 
 
+class AlertSettings(_Strict):
+    """Where alerts are posted, besides the alerts table and the log: a webhook URL, given
+    directly or (when it holds a token) read from the environment variable named."""
+
+    webhook_url: str | None = None
+    webhook_url_env: str | None = None
+
+    def url(self) -> str | None:
+        if self.webhook_url_env and os.environ.get(self.webhook_url_env):
+            return os.environ[self.webhook_url_env]
+        return self.webhook_url
+
+
 class Settings(_Strict):
     env: str
     project: str
@@ -175,6 +283,7 @@ class Settings(_Strict):
     feast: FeastSettings
     quality: QualitySettings
     layout: LayoutSettings
+    alerts: AlertSettings = AlertSettings()
     use_cases: dict[str, UseCaseSettings]
 
     @property

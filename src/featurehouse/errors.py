@@ -29,3 +29,7 @@ class SourceSchemaError(FeaturehouseError):
 
 class DataQualityError(FeaturehouseError):
     """A data-quality expectation of severity `fail` was not met: nothing was published."""
+
+
+class NoChampionError(FeaturehouseError):
+    """A job that needs the use case's champion found none: nothing has passed validation yet."""

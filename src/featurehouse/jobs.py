@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from featurehouse.config import Settings
-from featurehouse.errors import ConfigError, FeaturehouseError, InputDataError
+from featurehouse.errors import (
+    ConfigError,
+    DataQualityError,
+    FeaturehouseError,
+    InputDataError,
+    NoChampionError,
+)
 from featurehouse.usecase import UseCase
 
 log = logging.getLogger(__name__)
@@ -71,11 +77,29 @@ def features(
     end: datetime | None = None,
 ):
     from featurehouse.features.build import build_feature_tables
+    from featurehouse.monitoring.alerts import quality_alerts
 
     lake = lakehouse(settings, use_case)
-    runs = build_feature_tables(lake, use_case, full=full, start=start, end=end)
+    try:
+        runs = build_feature_tables(lake, use_case, full=full, start=start, end=end)
+    except DataQualityError as exc:
+        alert(settings, use_case, quality_alerts(use_case.name, [str(exc)], "critical"))
+        raise
     lake.register_tables()
+    warned = [
+        f"{run.table}: {warning} (sources {run.source_versions})"
+        for run in runs
+        for warning in run.warnings
+    ]
+    alert(settings, use_case, quality_alerts(use_case.name, warned, "warning"))
     return runs
+
+
+def alert(settings: Settings, use_case: UseCase, alerts: Sequence) -> list:
+    """Record, log and post the alerts not raised before (`featurehouse.monitoring.alerts`)."""
+    from featurehouse.monitoring.alerts import raise_alerts
+
+    return raise_alerts(lakehouse(settings, use_case), alerts, settings.alerts.url())
 
 
 def apply(settings: Settings, use_case: UseCase) -> list[str]:
@@ -84,22 +108,57 @@ def apply(settings: Settings, use_case: UseCase) -> list[str]:
     return apply_definitions(feature_store(settings), settings, use_case)
 
 
-def materialize(settings: Settings, use_case: UseCase) -> list[str]:
-    """Register the use case's Feast definitions (idempotent), then fill the online store."""
-    from featurehouse.store.feast_store import apply_definitions, feature_store
-    from featurehouse.store.feast_store import materialize as load_online
+def materialize(settings: Settings, use_case: UseCase, *, full: bool = False) -> list:
+    """Register the use case's Feast definitions (idempotent), then bring the online store
+    up to the feature tables' current versions: every entity's newest row the first time
+    (or with `full`), else only the entities whose newest row changed since.
 
-    lake = lakehouse(settings, use_case)  # Feast reads through the active, Delta-enabled session
-    store = feature_store(settings)
-    views = apply_definitions(store, settings, use_case)
-    load_online(store, lake.spark, views, FEAST_EPOCH, datetime.now(UTC))
-    return views
+    Returns one `featurehouse.store.online.ViewMaterialization` per view."""
+    from featurehouse.store.feast_store import apply_definitions, feature_store
+    from featurehouse.store.online import materialize_online
+
+    lake = lakehouse(settings, use_case)
+    apply_definitions(feature_store(settings), settings, use_case)
+    return materialize_online(lake, settings, use_case, full=full)
 
 
 def train(settings: Settings, use_case: UseCase):
     from featurehouse.training.train import train as train_model
 
     return train_model(lakehouse(settings, use_case), settings, use_case)
+
+
+def validate(settings: Settings, use_case: UseCase, version: str | None = None):
+    """The promotion gate: check the challenger (or `version`), promote it if it passes."""
+    from featurehouse.training.registry import configure_mlflow
+    from featurehouse.training.validation import validate as validate_version
+
+    configure_mlflow(settings, use_case.name)
+    return validate_version(settings, use_case, version)
+
+
+def model_history(settings: Settings, use_case: UseCase):
+    from featurehouse.training.lifecycle import history
+    from featurehouse.training.registry import configure_mlflow
+
+    configure_mlflow(settings, use_case.name)
+    return history(settings, use_case)
+
+
+def promote(settings: Settings, use_case: UseCase, version: str, reason: str):
+    from featurehouse.training.lifecycle import promote as promote_version
+    from featurehouse.training.registry import configure_mlflow
+
+    configure_mlflow(settings, use_case.name)
+    return promote_version(settings, use_case, version, reason)
+
+
+def rollback(settings: Settings, use_case: UseCase, reason: str):
+    from featurehouse.training.lifecycle import rollback as roll_back
+    from featurehouse.training.registry import configure_mlflow
+
+    configure_mlflow(settings, use_case.name)
+    return roll_back(settings, use_case, reason)
 
 
 def rebuild_training_set(settings: Settings, use_case: UseCase, run_id: str):
@@ -118,21 +177,54 @@ def score(settings: Settings, use_case: UseCase):
 
 
 def drift(settings: Settings, use_case: UseCase):
+    from featurehouse.monitoring.alerts import drift_alerts
     from featurehouse.monitoring.job import DRIFT_TASK_VALUE, detect_drift, publish_task_value
 
-    report = detect_drift(lakehouse(settings, use_case), settings, use_case)
+    try:
+        report = detect_drift(lakehouse(settings, use_case), settings, use_case)
+    except NoChampionError:
+        # The workflow's condition task reads the value whatever happened.
+        publish_task_value(DRIFT_TASK_VALUE, "false")
+        raise
     publish_task_value(DRIFT_TASK_VALUE, str(report.drifted).lower())
+    alert(settings, use_case, drift_alerts(report))
     return report
+
+
+def performance(settings: Settings, use_case: UseCase):
+    """The champion's (and earlier versions') metrics where the labels have arrived."""
+    from featurehouse.monitoring.alerts import performance_alerts
+    from featurehouse.monitoring.performance import monitor_performance
+
+    report = monitor_performance(lakehouse(settings, use_case), settings, use_case)
+    alert(settings, use_case, performance_alerts(report))
+    return report
+
+
+def export(settings: Settings, use_case: UseCase, out_dir: Path | None = None):
+    """The champion as a self-contained ONNX bundle for edge devices, checked against
+    scikit-learn before it is written (`featurehouse.export`). Returns an ExportResult."""
+    from featurehouse.export import export_champion
+
+    return export_champion(settings, use_case, out_dir)
 
 
 def online(
     settings: Settings, use_case: UseCase, entity_rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, list[Any]]:
-    from featurehouse.store.feast_store import feature_store, online_features
+    """Online features as columns, keys first (None where an entity has none); see
+    `online_rows` for each entity's status."""
+    from featurehouse.store.online import online_columns
 
-    rows = [entity_row(use_case, row) for row in entity_rows]
-    service = settings.feature_service(use_case.name)
-    return online_features(feature_store(settings), service, rows)
+    return online_columns(use_case, online_rows(settings, use_case, entity_rows))
+
+
+def online_rows(settings: Settings, use_case: UseCase, entity_rows: Sequence[Mapping[str, Any]]):
+    """Each entity's online features, event times and status ("ok", "not found", or its
+    missing or expired views), read directly from the online store."""
+    from featurehouse.store.online import read_online
+
+    return read_online(settings, use_case, [entity_row(use_case, row) for row in entity_rows])
 
 
 def entity_row(use_case: UseCase, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,12 +267,15 @@ class PipelineOutcome:
     ingest: list = field(default_factory=list)
     features: list = field(default_factory=list)
     training: list = field(default_factory=list)
+    validation: list = field(default_factory=list)
     scoring: object | None = None
     drift: object | None = None
+    performance: object | None = None
     online: dict | None = None
     online_entity: dict | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-    skipped: str | None = None  # why the use case did not run
+    skipped: str | None = None  # why the use case did not run (no raw data)
+    stopped: str | None = None  # why it stopped before scoring (no champion)
 
 
 def run_pipeline(
@@ -191,7 +286,8 @@ def run_pipeline(
     step: Callable[[str], None] = print,
 ) -> PipelineOutcome:
     """Every job in order for one use case: simulate (if it has a simulator), ingest,
-    features, materialize, train, score, drift, retrain on drift, one online read."""
+    features, materialize, train, validate (promotes), score, drift, retrain and validate
+    on drift, one online read."""
     outcome = PipelineOutcome(use_case.name)
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
@@ -211,10 +307,21 @@ def run_pipeline(
     outcome.features = timed("features", lambda: features(settings, use_case))
     timed("materialize", lambda: materialize(settings, use_case))
     outcome.training.append(timed("train", lambda: train(settings, use_case)))
+    outcome.validation.append(timed("validate", lambda: validate(settings, use_case)))
+    if outcome.validation[-1].champion_version is None:
+        # Nothing may score or be monitored until a version passes the gate.
+        outcome.stopped = f"no champion: {outcome.validation[-1].verdict}"
+        step(f"[{use_case.name}] {outcome.stopped}; scoring and monitoring skipped")
+        return outcome
     outcome.scoring = timed("score", lambda: score(settings, use_case))
     outcome.drift = timed("drift", lambda: drift(settings, use_case))
-    if outcome.drift.drifted and settings.use_case(use_case.name).drift.retrain_on_drift:
+    outcome.performance = timed("performance", lambda: performance(settings, use_case))
+    uc_settings = settings.use_case(use_case.name)
+    drifted = outcome.drift.drifted and uc_settings.drift.retrain_on_drift
+    dropped = bool(outcome.performance.dropped) and uc_settings.performance.retrain_on_drop
+    if drifted or dropped:
         outcome.training.append(timed("retrain", lambda: train(settings, use_case)))
+        outcome.validation.append(timed("revalidate", lambda: validate(settings, use_case)))
     outcome.online_entity = first_entity(settings, use_case)
     outcome.online = timed("online", lambda: online(settings, use_case, [outcome.online_entity]))
     return outcome

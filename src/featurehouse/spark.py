@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -79,5 +82,32 @@ def _start_local_session(settings: Settings) -> SparkSession:
     # pyspark starts Python workers (UDFs, model scoring) with $PYSPARK_PYTHON, else
     # "python3" from PATH, which need not have our packages: use this interpreter.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    log.info("starting local Spark (%s) with Delta", settings.spark.master)
-    return builder.getOrCreate()
+    log_file = settings.storage.root / "logs" / "spark.log"
+    log.info(
+        "starting local Spark (%s) with Delta; its own output goes to %s",
+        settings.spark.master,
+        log_file,
+    )
+    with _process_output_to(log_file):
+        return builder.getOrCreate()
+
+
+@contextmanager
+def _process_output_to(path: Path) -> Iterator[None]:
+    """Point this process's stdout and stderr at `path` while the JVM starts: the JVM
+    inherits them, so its dependency resolution and log lines land in the file, not on the
+    console, for its whole life. Ours are restored afterwards."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "ab") as target:
+        os.dup2(target.fileno(), 1)
+        os.dup2(target.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)

@@ -27,18 +27,17 @@ def use_case_summary(settings: Settings, use_case: UseCase, outcome: PipelineOut
     lines.append(
         "  rows: " + ", ".join(f"{name.split('.')[-1]} {n:,d}" for name, n in counts.items())
     )
-    latest = outcome.training[-1]
+    latest, validation = outcome.training[-1], outcome.validation[-1]
     test_rows = int(latest.test_metrics.get("rows", 0))
     lines.append(
-        f"  model {latest.model.name} v{latest.model.version} on {test_rows:,d} test rows:"
+        f"  model {latest.model.name} v{latest.model.version}: {latest.candidate} chosen from"
+        f" {latest.trials} trials on {latest.promotion_metric}; on {test_rows:,d} test rows:"
         f" {_metrics(latest.test_metrics)}"
     )
-    if latest.baseline_metrics:
-        lines.append(f"  baseline on the same window: {_metrics(latest.baseline_metrics)}")
-    lines.append(
-        f"  champion: v{latest.champion_version}"
-        f" (promotion on {latest.promotion_metric}; this run promoted: {latest.promoted})"
-    )
+    lines.append(f"  baseline ({latest.baseline}), same rows: {_metrics(latest.baseline_metrics)}")
+    lines.append(f"  validation: {validation.verdict}; champion is v{validation.champion_version}")
+    if outcome.stopped:
+        return [*lines, f"  stopped: {outcome.stopped}"]
     scoring = outcome.scoring
     lines.append(f"  scored {scoring.entities:,d} entities with v{scoring.model_version}")
     drift = outcome.drift
@@ -49,6 +48,8 @@ def use_case_summary(settings: Settings, use_case: UseCase, outcome: PipelineOut
         f"  drift {drift.window_start:%Y-%m-%d %H:%M} .. {drift.window_end:%Y-%m-%d %H:%M}:"
         f" {verdict} (drifted: {drifted}{more})"
     )
+    if outcome.performance is not None:
+        lines.append(f"  performance: {outcome.performance.verdict}")
     if len(outcome.training) > 1:
         lines.append(f"  retrained after drift: v{latest.model.version}")
     online = outcome.online or {}

@@ -538,8 +538,26 @@ class ModelInputs:
 
 ModelFactory = Callable[[ModelInputs], Any]
 
-CLASSIFICATION_METRICS = ("precision", "recall", "f1", "roc_auc", "pr_auc")
-REGRESSION_METRICS = ("mae", "rmse", "smape", "r2")
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model to try: a factory (`ModelInputs` -> unfitted scikit-learn estimator) and the
+    hyper-parameters to search, each with the values to try. The fixed parameters, and any
+    change to the search space, come from `conf/use_cases/<name>.yml`."""
+
+    name: str
+    factory: ModelFactory
+    space: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _identifier("candidate", self.name)
+        empty = [p for p, values in self.space.items() if not values]
+        if empty:
+            raise DeclarationError(f"candidate {self.name!r}: no values to try for {empty}")
+
+
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+REGRESSION_METRICS = ("mse", "rmse", "mae", "smape", "r2")
 # Lower is better for errors; higher for the rest.
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "smape", "mse"})
 
@@ -593,10 +611,12 @@ class UseCase:
     spine: Spine
     label: Label
     task: Task
-    model: ModelFactory
+    candidates: tuple[Candidate, ...]
     model_name: str
     split: Split = Split()
     simulator: Simulator | None = None
+    # Categorical features whose values split the evaluation (errors by segment).
+    segments: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _identifier("use case", self.name)
@@ -606,6 +626,9 @@ class UseCase:
         _unique(where, "feature table", [t.name for t in self.tables])
         _unique(where, "feature view", [t.view_name for t in self.tables])
         _unique(where, "feature", [f for t in self.tables for f in t.feature_names])
+        if not self.candidates:
+            raise DeclarationError(f"{where}: no candidate model")
+        _unique(where, "candidate", [c.name for c in self.candidates])
         datasets = {d.name: d for d in self.datasets}
         for dataset in self.datasets:
             for reference in dataset.references:
@@ -646,6 +669,9 @@ class UseCase:
         baseline = getattr(self.task, "baseline", None)
         if baseline is not None and baseline not in features:
             raise DeclarationError(f"{where}: baseline {baseline!r} is not a declared feature")
+        unknown = [s for s in self.segments if s not in features]
+        if unknown:
+            raise DeclarationError(f"{where}: segments {unknown} are not declared features")
         reserved = {*self.entity.keys, EVENT_TIMESTAMP, self.label.name}
         clash = sorted(reserved & set(features))
         if clash:

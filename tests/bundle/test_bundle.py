@@ -1,461 +1,73 @@
-"""Offline checks of the Databricks Asset Bundle: databricks.yml plus the jobs that
-jobs/workflows.py generates for every enabled use case of each target.
-
-`databricks bundle validate` needs a workspace login, so these tests do what can be done
-without one: call the generator the way the CLI does (for each target, with the target's
-variables), merge its jobs into databricks.yml, validate the merged configuration against
-the official bundle JSON schema, parse every job with the typed `databricks-bundles`
-classes, and check the cross-references the CLI would only reject at deploy time.
+"""Offline checks of the Databricks Asset Bundle: databricks.yml plus what jobs/workflows.py
+and jobs/resources.py generate for every enabled use case of each target (see
+`tests.bundle.checks` for how the configuration is loaded and checked).
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-import importlib
 import json
 import os
-import re
-import shutil
 import subprocess
-import tomllib
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-import jsonschema
 import pytest
-import regex
-import yaml
-from databricks.bundles.core import Bundle, Resources, Severity
 from databricks.bundles.jobs import Job
-from jobs import workflows
-from jsonschema.exceptions import ValidationError
+from jobs import prerequisites, resources, workflows
 
 from featurehouse.config import CONF_DIR_ENV_VAR, load_settings
 from featurehouse.discovery import load_use_cases
+from tests.bundle.checks import (
+    BUNDLE_FILE,
+    CROSS_REFERENCE_CHECKS,
+    EXPECTED_TARGETS,
+    GENERATORS,
+    ROOT,
+    SCHEMA_PATH,
+    add_resources,
+    all_problems,
+    describe,
+    generated_jobs,
+    generated_resources,
+    job_parameters,
+    jobs_of,
+    known_use_cases,
+    load_bundle,
+    load_yaml_bundle,
+    make_validator,
+    merge,
+    python_bundle,
+    resolve,
+    resolve_resource_names,
+    resource_functions,
+    resources_of,
+    schema_errors,
+    simulate_run,
+    strings,
+    target_config,
+    tasks_of,
+    variable_value,
+    yaml_resource_sources,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = ROOT.parent / "shared" / "schemas" / "databricks-bundle.schema.json"
-EXPECTED_TARGETS = {"dev", "staging", "prod"}
-# Values `--env` accepts (conf/<env>.yml); every target is passed as `--env ${bundle.target}`.
-CLI_ENVS = {"local", "dev", "staging", "prod"}
 SPARK_PACKAGES = ("pyspark", "delta-spark", "delta_spark")
-GENERATOR = "jobs.workflows:load_resources"
-
-VAR_REF = re.compile(r"\$\{var\.([A-Za-z][\w-]*)\}")
-JOB_ID_REF = re.compile(r"\$\{resources\.jobs\.([A-Za-z][\w-]*)\.id\}")
-TASK_VALUE_REF = re.compile(r"\{\{\s*tasks\.([\w-]+)\.values\.([\w-]+)\s*\}\}")
 
 
-# ---- loading ----
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: top level must be a mapping")
-    return data
-
-
-def included_files(root: Path) -> list[Path]:
-    """The files `include` globs select, relative to the bundle root, in CLI order."""
-    patterns = _read_yaml(root / "databricks.yml").get("include", [])
-    files: list[Path] = []
-    for pattern in patterns:
-        for path in sorted(root.glob(pattern)):
-            if path.is_file() and path.name != "databricks.yml" and path not in files:
-                files.append(path)
-    return files
-
-
-def _merge(base: Any, other: Any) -> Any:
-    """Merge like the CLI: mappings recursively, sequences appended, scalars overridden."""
-    if isinstance(base, dict) and isinstance(other, dict):
-        merged = dict(base)
-        for key, value in other.items():
-            merged[key] = _merge(base[key], value) if key in base else value
-        return merged
-    if isinstance(base, list) and isinstance(other, list):
-        return base + other
-    return other
-
-
-def _add_resources(bundle: dict[str, Any], kind: str, resources: dict, origin: str) -> dict:
-    """`bundle` with more resources of one kind; a key defined twice is an error, as for the CLI."""
-    existing = (bundle.get("resources") or {}).get(kind) or {}
-    for key in resources:
-        if key in existing:
-            raise ValueError(f"{origin}: resources.{kind}.{key} is defined more than once")
-    return _merge(bundle, {"resources": {kind: resources}})
-
-
-def load_yaml_bundle(root: Path) -> dict[str, Any]:
-    """databricks.yml with every included file merged in, the way the CLI loads YAML.
-
-    `include` outside the root file is an error, as it is for the CLI.
-    """
-    bundle = _read_yaml(root / "databricks.yml")
-    for path in included_files(root):
-        part = _read_yaml(path)
-        if "include" in part:
-            raise ValueError(f"{path}: `include` is only allowed in databricks.yml")
-        for kind, resources in (part.get("resources") or {}).items():
-            bundle = _add_resources(bundle, kind, resources or {}, str(path))
-        bundle = _merge(bundle, {k: v for k, v in part.items() if k != "resources"})
-    return bundle
-
-
-def yaml_job_sources(root: Path) -> dict[str, Path]:
-    """The YAML file each YAML job is defined in (its relative paths resolve from its folder)."""
-    sources = {}
-    for path in [root / "databricks.yml", *included_files(root)]:
-        for key in (_read_yaml(path).get("resources") or {}).get("jobs") or {}:
-            sources[key] = path
-    return sources
-
-
-def _variable_value(bundle: dict[str, Any], target: str, name: str) -> Any:
-    override = ((bundle["targets"][target] or {}).get("variables") or {}).get(name)
-    if isinstance(override, dict):
-        override = override.get("default")
-    if override is not None:
-        return override
-    return bundle["variables"][name].get("default")
-
-
-def python_bundle(bundle: dict[str, Any], target: str) -> Bundle:
-    """What the CLI hands the Python functions: the target and its variables' values."""
-    names = bundle.get("variables") or {}
-    return Bundle(target=target, variables={n: _variable_value(bundle, target, n) for n in names})
-
-
-def resource_functions(bundle: dict[str, Any]) -> list[Callable[[Bundle], Resources]]:
-    """The `module:function`s databricks.yml lists under `python.resources`."""
-    functions = []
-    for qualified in (bundle.get("python") or {}).get("resources", []):
-        module, _, name = qualified.partition(":")
-        functions.append(getattr(importlib.import_module(module), name))
-    return functions
-
-
-def generated_jobs(bundle: dict[str, Any], target: str) -> dict[str, dict[str, Any]]:
-    """The jobs the Python functions return for `target`, as the plain dicts the CLI receives."""
-    jobs: dict[str, dict[str, Any]] = {}
-    for function in resource_functions(bundle):
-        resources = function(python_bundle(bundle, target))
-        errors = [d for d in resources.diagnostics.items if d.severity == Severity.ERROR]
-        if errors:
-            raise ValueError(f"{function.__name__} failed for {target}: {errors}")
-        for key, job in resources.jobs.items():
-            if key in jobs:
-                raise ValueError(f"{function.__name__}: job {key} is generated twice")
-            jobs[key] = job.as_dict()
-    return jobs
-
-
-def load_bundle(root: Path, target: str) -> dict[str, Any]:
-    """The configuration the CLI deploys for `target`: YAML plus the Python-generated jobs."""
-    bundle = load_yaml_bundle(root)
-    return _add_resources(bundle, "jobs", generated_jobs(bundle, target), GENERATOR)
-
-
-def path_base(root: Path, job_key: str) -> Path:
-    """The folder a job's relative paths resolve from: its YAML file's, or for a generated
-    job the bundle root (see `workflows._resolve_from_bundle_root`)."""
-    return yaml_job_sources(root).get(job_key, root / "databricks.yml").parent
-
-
-def _strings(node: Any) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _strings(value)
-
-
-def _jobs(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return (bundle.get("resources") or {}).get("jobs") or {}
-
-
-def _tasks(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["task_key"]: task for task in job.get("tasks", [])}
-
-
-def _upstream(tasks: dict[str, dict[str, Any]], key: str) -> set[str]:
-    seen: set[str] = set()
-    stack = [dep["task_key"] for dep in tasks[key].get("depends_on", [])]
-    while stack:
-        current = stack.pop()
-        if current in seen or current not in tasks:
-            continue
-        seen.add(current)
-        stack.extend(dep["task_key"] for dep in tasks[current].get("depends_on", []))
-    return seen
-
-
-def resolve(node: Any, bundle: dict[str, Any], target: str) -> Any:
-    """Substitute ${var.*}, ${bundle.target} and ${bundle.name}; leave other references."""
-    if isinstance(node, dict):
-        return {key: resolve(value, bundle, target) for key, value in node.items()}
-    if isinstance(node, list):
-        return [resolve(value, bundle, target) for value in node]
-    if not isinstance(node, str):
-        return node
-    node = node.replace("${bundle.target}", target)
-    node = node.replace("${bundle.name}", bundle["bundle"]["name"])
-    return VAR_REF.sub(lambda m: str(_variable_value(bundle, target, m.group(1))), node)
-
-
-def _pyproject() -> dict[str, Any]:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-
-
-@functools.cache
-def known_use_cases() -> frozenset[str]:
-    """Every use case `--use-case` accepts in some environment, enabled or not."""
-    return frozenset(name for env in CLI_ENVS for name in load_settings(env).use_cases)
-
-
-def _use_case_arg(params: list[str]) -> str | None:
-    if "--use-case" not in params or params.index("--use-case") + 1 >= len(params):
-        return None
-    return params[params.index("--use-case") + 1]
-
-
-def write_conf_copy(target: Path, edits: dict[str, dict[str, Any]]) -> Path:
+def write_conf_copy(target, edits: dict[str, dict[str, Any]]):
     """A copy of conf/ with `edits` ({relative file: values}) deep-merged into its files."""
+    import shutil
+
+    import yaml
+
     conf_dir = target / "conf"
     shutil.copytree(ROOT / "conf", conf_dir)
     for name, values in edits.items():
         path = conf_dir / name
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        path.write_text(yaml.safe_dump(_merge(data, values)), encoding="utf-8")
+        path.write_text(yaml.safe_dump(merge(data, values)), encoding="utf-8")
     return conf_dir
-
-
-# ---- schema ----
-
-
-@functools.cache
-def _compiled(pattern: str) -> regex.Pattern[str]:
-    return regex.compile(pattern)
-
-
-def _regex_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
-    # The schema's `${...}` patterns use \p{L} / \p{N}, which `re` cannot compile.
-    if validator.is_type(instance, "string") and not _compiled(pattern).search(instance):
-        yield ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-def make_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
-    base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    cls = jsonschema.validators.extend(base, validators={"pattern": _regex_pattern})
-    return cls(schema)
-
-
-def _leaves(error: ValidationError) -> Iterator[ValidationError]:
-    if not error.context:
-        yield error
-        return
-    for sub in error.context:
-        yield from _leaves(sub)
-
-
-def _is_interpolation_branch(error: ValidationError) -> bool:
-    """Errors from the `${...}` string alternative every typed field also accepts."""
-    pattern = error.schema.get("pattern", "") if isinstance(error.schema, dict) else ""
-    return pattern.startswith("\\$\\{")
-
-
-def describe(errors: list[ValidationError]) -> str:
-    """The deepest useful message of each error, found by walking `error.context`."""
-    lines: list[str] = []
-    for error in errors:
-        leaves = [leaf for leaf in _leaves(error) if not _is_interpolation_branch(leaf)]
-        leaves = leaves or [error]
-        depth = max(len(leaf.absolute_path) for leaf in leaves)
-        for leaf in leaves:
-            if len(leaf.absolute_path) == depth:
-                path = ".".join(str(part) for part in leaf.absolute_path) or "<root>"
-                lines.append(f"{path}: {leaf.message}")
-    return "\n".join(dict.fromkeys(lines))
-
-
-def schema_errors(validator: Any, bundle: dict[str, Any]) -> list[ValidationError]:
-    return sorted(validator.iter_errors(bundle), key=lambda e: list(map(str, e.absolute_path)))
-
-
-# ---- cross-reference checks ----
-# Each returns a list of problems; an empty list means the bundle is consistent.
-
-
-def depends_on_problems(bundle: dict[str, Any]) -> list[str]:
-    problems = []
-    for job_key, job in _jobs(bundle).items():
-        keys = [task["task_key"] for task in job.get("tasks", [])]
-        problems += [f"{job_key}: duplicate task_key {k}" for k in set(keys) if keys.count(k) > 1]
-        tasks = _tasks(job)
-        for key, task in tasks.items():
-            for dep in task.get("depends_on", []):
-                if dep["task_key"] not in tasks:
-                    problems.append(f"{job_key}.{key} depends on unknown task {dep['task_key']}")
-            if key in _upstream(tasks, key):
-                problems.append(f"{job_key}.{key} is part of a dependency cycle")
-    return problems
-
-
-def compute_key_problems(bundle: dict[str, Any]) -> list[str]:
-    problems = []
-    for job_key, job in _jobs(bundle).items():
-        environments = {env["environment_key"] for env in job.get("environments", [])}
-        clusters = {cluster["job_cluster_key"] for cluster in job.get("job_clusters", [])}
-        for key, task in _tasks(job).items():
-            if "environment_key" in task and task["environment_key"] not in environments:
-                problems.append(f"{job_key}.{key}: environment {task['environment_key']} undefined")
-            if "job_cluster_key" in task and task["job_cluster_key"] not in clusters:
-                problems.append(f"{job_key}.{key}: job cluster {task['job_cluster_key']} undefined")
-            classic = {"job_cluster_key", "new_cluster", "existing_cluster_id"} & task.keys()
-            if "python_wheel_task" in task and not classic and "environment_key" not in task:
-                problems.append(f"{job_key}.{key}: serverless wheel task needs an environment_key")
-            if task.get("libraries") and not classic:
-                problems.append(
-                    f"{job_key}.{key}: serverless tasks take libraries from environments"
-                )
-    return problems
-
-
-def variable_problems(bundle: dict[str, Any]) -> list[str]:
-    declared = bundle.get("variables") or {}
-    used = {name for text in _strings(bundle) for name in VAR_REF.findall(text)}
-    problems = [
-        f"${{var.{name}}} is used but not declared" for name in sorted(used - declared.keys())
-    ]
-    for target, spec in (bundle.get("targets") or {}).items():
-        for name in ((spec or {}).get("variables") or {}).keys() - declared.keys():
-            problems.append(f"target {target} sets undeclared variable {name}")
-        for name in sorted(used & declared.keys()):
-            if _variable_value(bundle, target, name) is None:
-                problems.append(f"target {target} has no value for variable {name}")
-    return problems
-
-
-def job_reference_problems(bundle: dict[str, Any]) -> list[str]:
-    jobs = _jobs(bundle)
-    return [
-        f"${{resources.jobs.{name}.id}} names an undefined job"
-        for text in _strings(bundle)
-        for name in JOB_ID_REF.findall(text)
-        if name not in jobs
-    ]
-
-
-def wheel_task_problems(bundle: dict[str, Any]) -> list[str]:
-    project = _pyproject()["project"]
-    scripts = project.get("scripts", {})
-    problems = []
-    for job_key, job in _jobs(bundle).items():
-        for key, task in _tasks(job).items():
-            wheel = task.get("python_wheel_task")
-            if wheel is None:
-                continue
-            where = f"{job_key}.{key}"
-            if wheel["package_name"] != project["name"]:
-                problems.append(f"{where}: package_name {wheel['package_name']} is not the project")
-            if wheel["entry_point"] not in scripts:
-                problems.append(f"{where}: entry point {wheel['entry_point']} is not a script")
-            params = wheel.get("parameters", [])
-            if params[:2] != ["--env", "${bundle.target}"]:
-                problems.append(f"{where}: parameters must start with --env ${{bundle.target}}")
-            use_case = _use_case_arg(params)
-            if use_case is None:
-                problems.append(f"{where}: parameters need --use-case NAME")
-            elif use_case not in known_use_cases():
-                problems.append(f"{where}: --use-case {use_case} is not a use case")
-    return problems
-
-
-def use_case_problems(bundle: dict[str, Any]) -> list[str]:
-    """Each job belongs to one use case: its key, its tasks and the jobs it starts agree."""
-    jobs = _jobs(bundle)
-    problems = []
-    for job_key, job in jobs.items():
-        owner = (job.get("tags") or {}).get("use_case")
-        if owner is None:
-            problems.append(f"{job_key} has no use_case tag")
-            continue
-        if not job_key.startswith(f"{owner}_"):
-            problems.append(f"{job_key} is tagged with use case {owner}")
-        for key, task in _tasks(job).items():
-            wheel = task.get("python_wheel_task")
-            named = _use_case_arg(wheel.get("parameters", [])) if wheel else owner
-            if named != owner:
-                problems.append(f"{job_key}.{key} runs use case {named}, not {owner}")
-            for started in JOB_ID_REF.findall(json.dumps(task.get("run_job_task", {}))):
-                other = (jobs.get(started, {}).get("tags") or {}).get("use_case")
-                if started in jobs and other != owner:
-                    problems.append(f"{job_key}.{key} starts {started} of another use case")
-    return problems
-
-
-def condition_problems(bundle: dict[str, Any]) -> list[str]:
-    problems = []
-    for job_key, job in _jobs(bundle).items():
-        tasks = _tasks(job)
-        for key, task in tasks.items():
-            for dep in task.get("depends_on", []):
-                upstream = tasks.get(dep["task_key"], {})
-                if "outcome" in dep and "condition_task" not in upstream:
-                    problems.append(f"{job_key}.{key}: outcome on a non-condition dependency")
-                if "outcome" in dep and dep["outcome"] not in ("true", "false"):
-                    problems.append(f"{job_key}.{key}: outcome must be 'true' or 'false'")
-            condition = task.get("condition_task")
-            if condition is None:
-                continue
-            refs = TASK_VALUE_REF.findall(f"{condition['left']} {condition['right']}")
-            for ref_task, _ in refs:
-                if ref_task not in tasks:
-                    problems.append(f"{job_key}.{key} reads values of unknown task {ref_task}")
-                elif ref_task not in _upstream(tasks, key):
-                    problems.append(f"{job_key}.{key} reads {ref_task} but does not depend on it")
-            gated = [
-                other
-                for other, spec in tasks.items()
-                if any(
-                    dep["task_key"] == key and dep.get("outcome") == "true"
-                    for dep in spec.get("depends_on", [])
-                )
-            ]
-            if not gated:
-                problems.append(f"{job_key}.{key}: no task depends on it with outcome 'true'")
-    return problems
-
-
-def target_problems(bundle: dict[str, Any]) -> list[str]:
-    targets = bundle.get("targets") or {}
-    problems = [f"target {name} is missing" for name in sorted(EXPECTED_TARGETS - targets.keys())]
-    defaults = [name for name, spec in targets.items() if (spec or {}).get("default") is True]
-    if len(defaults) != 1:
-        problems.append(f"exactly one target must be the default, found {defaults}")
-    for name in targets:
-        if name not in CLI_ENVS or not (ROOT / "conf" / f"{name}.yml").is_file():
-            problems.append(f"target {name} is not an --env the CLI accepts (conf/{name}.yml)")
-    return problems
-
-
-CROSS_REFERENCE_CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "depends_on": depends_on_problems,
-    "compute_keys": compute_key_problems,
-    "variables": variable_problems,
-    "job_references": job_reference_problems,
-    "wheel_tasks": wheel_task_problems,
-    "use_cases": use_case_problems,
-    "conditions": condition_problems,
-    "targets": target_problems,
-}
 
 
 # ---- fixtures ----
@@ -464,10 +76,10 @@ CROSS_REFERENCE_CHECKS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 @pytest.fixture(scope="module")
 def bundles() -> dict[str, dict[str, Any]]:
     """The merged bundle of each target (conf/<target>.yml decides which use cases it holds)."""
-    return {target: load_bundle(ROOT, target) for target in sorted(EXPECTED_TARGETS)}
+    return {target: load_bundle(ROOT, target) for target in EXPECTED_TARGETS}
 
 
-@pytest.fixture(params=sorted(EXPECTED_TARGETS))
+@pytest.fixture(params=EXPECTED_TARGETS)
 def target(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -491,59 +103,87 @@ def _use_case_jobs(bundle: dict[str, Any], kind: str) -> dict[str, dict[str, Any
     """use case -> its job of `kind` ("features", "training" or "monitoring")."""
     return {
         job["tags"]["use_case"]: job
-        for key, job in _jobs(bundle).items()
-        if key == f"{job['tags']['use_case']}_{kind}"
+        for key, job in jobs_of(bundle).items()
+        if "use_case" in job.get("tags", {}) and key == f"{job['tags']['use_case']}_{kind}"
     }
 
 
-# ---- tests: the generator ----
+def _wheel_entry_points(job: dict[str, Any]) -> dict[str, str]:
+    return {
+        key: task["python_wheel_task"]["entry_point"]
+        for key, task in tasks_of(job).items()
+        if "python_wheel_task" in task
+    }
 
 
-def test_databricks_yml_generates_the_jobs_in_python_and_no_yaml_job_is_left() -> None:
+def _edges(job: dict[str, Any]) -> set[tuple[str, str, str | None]]:
+    return {
+        (dep["task_key"], key, dep.get("outcome"))
+        for key, task in tasks_of(job).items()
+        for dep in task.get("depends_on", [])
+    }
+
+
+# ---- the generators ----
+
+
+def test_databricks_yml_generates_jobs_and_resources_in_python_and_no_yaml_resource_is_left() -> (
+    None
+):
     yaml_bundle = load_yaml_bundle(ROOT)
-    assert yaml_bundle["python"] == {"venv_path": ".venv", "resources": [GENERATOR]}
-    assert resource_functions(yaml_bundle) == [workflows.load_resources]
-    # Hand-written jobs would drift from the declarations again.
+    assert yaml_bundle["python"] == {"venv_path": ".venv", "resources": list(GENERATORS)}
+    assert resource_functions(yaml_bundle) == [workflows.load_resources, resources.load_resources]
+    # Hand-written resources would drift from the declarations and conf/ again.
     assert sorted((ROOT / "jobs").glob("*.yml")) == []
-    assert _jobs(yaml_bundle) == {}
+    assert yaml_resource_sources(ROOT) == {}
     for pattern in yaml_bundle.get("include", []):
         assert sorted(ROOT.glob(pattern)), f"include pattern {pattern!r} matches no file"
 
 
-def test_every_enabled_use_case_has_exactly_its_three_jobs(
+def test_every_enabled_use_case_has_exactly_its_three_jobs_and_one_bootstrap_runs_them(
     bundle: dict[str, Any], target: str
 ) -> None:
     enabled = load_settings(target).enabled_use_cases
     assert enabled, f"no use case is enabled in conf/{target}.yml"
     expected = {f"{name}_{kind}" for name in enabled for kind in workflows.KINDS}
-    assert set(_jobs(bundle)) == expected
+    assert set(jobs_of(bundle)) == expected | {workflows.BOOTSTRAP}
     for kind in workflows.KINDS:
         assert set(_use_case_jobs(bundle, kind)) == set(enabled), kind
+    bootstrap = jobs_of(bundle)[workflows.BOOTSTRAP]
+    started = {key: task["run_job_task"]["job_id"] for key, task in tasks_of(bootstrap).items()}
+    assert started == {key: f"${{resources.jobs.{key}.id}}" for key in expected}
+    # Each use case: features, then training, then monitoring; use cases side by side.
+    assert _edges(bootstrap) == {
+        (f"{n}_{a}", f"{n}_{b}", None)
+        for n in enabled
+        for a, b in [("features", "training"), ("training", "monitoring")]
+    }
+    assert "schedule" not in bootstrap
 
 
-def test_generator_returns_the_same_jobs_every_time(target: str) -> None:
+def test_generators_return_the_same_resources_every_time(target: str) -> None:
     yaml_bundle = load_yaml_bundle(ROOT)
-    first, second = (workflows.load_resources(python_bundle(yaml_bundle, target)) for _ in range(2))
+    first, second = (generated_resources(yaml_bundle, target) for _ in range(2))
     # Same keys in the same order, same content: a redeploy changes nothing.
-    assert [(k, j.as_dict()) for k, j in first.jobs.items()] == [
-        (k, j.as_dict()) for k, j in second.jobs.items()
+    assert [(k, list(v.items())) for k, v in first.items()] == [
+        (k, list(v.items())) for k, v in second.items()
     ]
-    assert first.jobs
 
 
-def test_generator_names_no_use_case() -> None:
-    source = Path(workflows.__file__).read_text(encoding="utf-8")
-    named = sorted(name for name in known_use_cases() if name in source)
-    assert named == [], "jobs/workflows.py must read use cases from settings, not name them"
+def test_generators_name_no_use_case() -> None:
+    for module in (workflows, resources, prerequisites):
+        source = Path(module.__file__)
+        named = sorted(name for name in known_use_cases() if name in source.read_text())
+        assert named == [], f"{source.name} must read use cases from settings, not name them"
 
 
 @pytest.mark.parametrize(
     ("where", "disabled_in"),
-    [("use_cases/{name}.yml", EXPECTED_TARGETS), ("prod.yml", {"prod"})],
+    [("use_cases/{name}.yml", set(EXPECTED_TARGETS)), ("prod.yml", {"prod"})],
     ids=["in its own file", "in one environment"],
 )
-def test_disabling_a_use_case_removes_its_jobs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, disabled_in: set[str]
+def test_disabling_a_use_case_removes_its_jobs_and_resources(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, where: str, disabled_in: set[str]
 ) -> None:
     before = {t: set(load_settings(t).enabled_use_cases) for t in EXPECTED_TARGETS}
     name = sorted(set.intersection(*before.values()))[0]
@@ -556,42 +196,48 @@ def test_disabling_a_use_case_removes_its_jobs(
         CONF_DIR_ENV_VAR, str(write_conf_copy(tmp_path, {where.format(name=name): edit}))
     )
     yaml_bundle = load_yaml_bundle(ROOT)
-    for target in sorted(EXPECTED_TARGETS):
+    for target in EXPECTED_TARGETS:
         kept = before[target] - {name} if target in disabled_in else before[target]
         expected = {f"{uc}_{kind}" for uc in kept for kind in workflows.KINDS}
-        assert set(generated_jobs(yaml_bundle, target)) == expected, target
+        found = generated_resources(yaml_bundle, target)
+        assert set(found["jobs"]) == expected | {workflows.BOOTSTRAP}, target
+        assert set(found["registered_models"]) == kept, target
+        assert set(found["experiments"]) == kept, target
+        assert (name in found["schemas"]) == (name in kept), target
 
 
 def test_a_use_case_without_retrain_on_drift_only_scores_and_reports_drift(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = load_settings("prod").enabled_use_cases[0]
     edit = {f"use_cases/{name}.yml": {"drift": {"retrain_on_drift": False}}}
     monkeypatch.setenv(CONF_DIR_ENV_VAR, str(write_conf_copy(tmp_path, edit)))
     bundle = load_bundle(ROOT, "prod")
     monitoring = _use_case_jobs(bundle, "monitoring")
-    assert [task["task_key"] for task in monitoring[name]["tasks"]] == ["score", "drift"]
+    assert [task["task_key"] for task in monitoring[name]["tasks"]] == [
+        "score",
+        "drift",
+        "performance",
+    ]
     for other, job in monitoring.items():
         if other != name:
-            assert "retrain" in _tasks(job), other
+            assert "retrain" in tasks_of(job), other
     # Training stays, to run on demand; the bundle is still consistent.
-    assert f"{name}_training" in _jobs(bundle)
-    assert [check(bundle) for check in CROSS_REFERENCE_CHECKS.values()] == [[]] * len(
-        CROSS_REFERENCE_CHECKS
-    )
+    assert f"{name}_training" in jobs_of(bundle)
+    assert all_problems(bundle, "prod") == []
 
 
 def test_a_generated_job_may_not_replace_a_yaml_job() -> None:
     yaml_bundle = load_yaml_bundle(ROOT)
     generated = generated_jobs(yaml_bundle, "dev")
     key = next(iter(generated))
-    taken = _merge(yaml_bundle, {"resources": {"jobs": {key: {"name": "hand-written"}}}})
+    taken = merge(yaml_bundle, {"resources": {"jobs": {key: {"name": "hand-written"}}}})
     with pytest.raises(ValueError, match=f"resources.jobs.{key} is defined more than once"):
-        _add_resources(taken, "jobs", generated, GENERATOR)
+        add_resources(taken, "jobs", generated, "python.resources")
 
 
-def test_load_yaml_bundle_rejects_a_resource_defined_twice(tmp_path: Path) -> None:
-    (tmp_path / "databricks.yml").write_text("bundle: {name: x}\ninclude: [jobs/*.yml]\n")
+def test_load_yaml_bundle_rejects_a_resource_defined_twice(tmp_path) -> None:
+    (tmp_path / BUNDLE_FILE).write_text("bundle: {name: x}\ninclude: [jobs/*.yml]\n")
     (tmp_path / "jobs").mkdir()
     for name in ("a.yml", "b.yml"):
         (tmp_path / "jobs" / name).write_text("resources: {jobs: {same: {name: s}}}\n")
@@ -599,18 +245,28 @@ def test_load_yaml_bundle_rejects_a_resource_defined_twice(tmp_path: Path) -> No
         load_yaml_bundle(tmp_path)
 
 
-def test_the_cli_build_module_loads_the_same_jobs_from_the_bundle_venv(tmp_path: Path) -> None:
+def test_a_bad_setting_is_a_generator_error_naming_it(tmp_path, monkeypatch) -> None:
+    edit = {"dev.yml": {"storage": {"raw_dir": "/Volumes/featurehouse_dev"}}}
+    monkeypatch.setenv(CONF_DIR_ENV_VAR, str(write_conf_copy(tmp_path, edit)))
+    found = resources.load_resources(python_bundle(load_yaml_bundle(ROOT), "dev"))
+    [error] = found.diagnostics.items
+    assert "use_cases." in error.summary and "is not inside a volume" in error.summary
+
+
+def test_the_cli_build_module_loads_the_same_resources_from_the_bundle_venv(tmp_path) -> None:
     """Run the CLI's side of the protocol (`python -m databricks.bundles.build`) as `bundle
     validate` does: in `python.venv_path`, from the bundle root, on the configuration."""
     yaml_bundle = load_yaml_bundle(ROOT)
     python = ROOT / yaml_bundle["python"]["venv_path"] / "bin" / "python"
     if not python.is_file():
-        pytest.skip(f"no virtualenv at {python.parent.parent}: run `uv sync --extra local`")
+        pytest.skip(f"no virtualenv at {python.parent.parent}: run `make setup`")
     target = "dev"
     config = copy.deepcopy(yaml_bundle)
     config["bundle"]["target"] = target
     for name, spec in config["variables"].items():
-        spec["value"] = _variable_value(yaml_bundle, target, name)
+        value = variable_value(yaml_bundle, target, name)
+        if value is not None:
+            spec["value"] = value
     files = {name: tmp_path / f"{name}.json" for name in ("input", "output", "diagnostics")}
     files["locations"] = tmp_path / "locations.json"
     files["input"].write_text(json.dumps(config), encoding="utf-8")
@@ -630,7 +286,9 @@ def test_the_cli_build_module_loads_the_same_jobs_from_the_bundle_venv(tmp_path:
     assert run.returncode == 0, (diagnostics, run.stderr[-2000:])
     assert [d for d in diagnostics if d["severity"] == "error"] == []
     output = json.loads(files["output"].read_text(encoding="utf-8"))
-    assert output["resources"]["jobs"] == generated_jobs(yaml_bundle, target)
+    expected = generated_resources(yaml_bundle, target)
+    for kind, found in expected.items():
+        assert output["resources"].get(kind, {}) == found, kind
     locations = {
         entry["path"]: entry["file"]
         for entry in map(json.loads, files["locations"].read_text().splitlines())
@@ -638,13 +296,16 @@ def test_the_cli_build_module_loads_the_same_jobs_from_the_bundle_venv(tmp_path:
     for key, job in output["resources"]["jobs"].items():
         # Diagnostics point at the generator; the wheel path resolves from the bundle root.
         assert locations[f"resources.jobs.{key}"] == "jobs/workflows.py"
-        for e, env_spec in enumerate(job["environments"]):
+        for e, env_spec in enumerate(job.get("environments", [])):
             for d, _ in enumerate(env_spec["spec"]["dependencies"]):
                 where = f"resources.jobs.{key}.environments[{e}].spec.dependencies[{d}]"
-                assert locations[where] == "databricks.yml", where
+                assert locations[where] == BUNDLE_FILE, where
+    for kind in ("schemas", "volumes", "registered_models", "experiments"):
+        for key in output["resources"][kind]:
+            assert locations[f"resources.{kind}.{key}"] == "jobs/resources.py"
 
 
-# ---- tests: shape ----
+# ---- shape ----
 
 
 def test_merged_bundle_validates_against_official_schema(
@@ -655,122 +316,291 @@ def test_merged_bundle_validates_against_official_schema(
 
 
 def test_every_job_parses_as_a_typed_databricks_job(bundle: dict[str, Any], target: str) -> None:
-    for key, job in _jobs(bundle).items():
+    for key, job in jobs_of(bundle).items():
         # Raises on unknown fields, missing required fields and bad enum values.
         parsed = Job.from_dict(resolve(copy.deepcopy(job), bundle, target))
         assert parsed.tasks, f"job {key} has no tasks"
         assert target in str(parsed.name)
 
 
-# ---- tests: cross references ----
+def test_the_bundle_passes_every_cross_reference_check(bundle: dict[str, Any], target: str) -> None:
+    problems = {name: check(bundle, target) for name, check in CROSS_REFERENCE_CHECKS.items()}
+    assert {name: found for name, found in problems.items() if found} == {}
 
 
-def test_every_depends_on_names_a_task_in_the_same_job(bundle: dict[str, Any]) -> None:
-    assert depends_on_problems(bundle) == []
+# ---- Unity Catalog, experiments ----
 
 
-def test_every_environment_and_job_cluster_key_is_defined_in_its_job(
-    bundle: dict[str, Any],
+def test_each_use_case_has_its_schema_model_and_experiment_named_as_in_conf(
+    bundle: dict[str, Any], target: str
 ) -> None:
-    assert compute_key_problems(bundle) == []
+    settings = load_settings(target)
+    use_cases = load_use_cases(settings)
+    schemas = resolve_resource_names(resources_of(bundle, "schemas"), bundle)
+    models = resolve_resource_names(resources_of(bundle, "registered_models"), bundle)
+    experiments = resources_of(bundle, "experiments")
+    for name, use_case in use_cases.items():
+        schema = {(s["catalog_name"], s["name"]) for s in schemas.values()}
+        assert (settings.catalog, settings.schema_of(name)) in schema, name
+        model = models[name]
+        full = f"{model['catalog_name']}.{model['schema_name']}.{model['name']}"
+        assert full == settings.model_name(name, use_case.model_name)
+        assert experiments[name]["name"] == settings.experiment(name)
+    assert set(models) == set(experiments) == set(use_cases)
 
 
-def test_every_used_variable_is_declared_and_has_a_value_in_every_target(
-    bundle: dict[str, Any],
+def test_every_volume_the_jobs_use_is_declared_inside_a_declared_schema(
+    bundle: dict[str, Any], target: str
 ) -> None:
-    assert variable_problems(bundle) == []
+    settings = load_settings(target)
+    volumes = resolve_resource_names(resources_of(bundle, "volumes"), bundle)
+    declared = {
+        f"/Volumes/{v['catalog_name']}/{v['schema_name']}/{v['name']}" for v in volumes.values()
+    }
+    folders = resources.volume_settings(settings)
+    assert folders, "no folder in the settings"
+    for setting, folder in folders.items():
+        assert any(str(folder).startswith(f"{volume}") for volume in declared), setting
+    # The raw landing folder of every use case, the feature staging folder, the Feast registry.
+    for name in settings.enabled_use_cases:
+        assert f"use_cases.{name}.raw_dir" in folders
+    for volume in resources_of(bundle, "volumes").values():
+        assert volume["schema_name"].startswith("${resources.schemas."), volume
+        assert volume["volume_type"] == "MANAGED"
 
 
-def test_every_job_id_reference_names_a_defined_job(bundle: dict[str, Any]) -> None:
-    assert job_reference_problems(bundle) == []
+def test_the_operators_group_has_grants_and_permissions_everywhere(bundle: dict[str, Any]) -> None:
+    group = "${var.ops_group}"
+    for kind in ("schemas", "volumes", "registered_models"):
+        for key, resource in resources_of(bundle, kind).items():
+            principals = {grant["principal"] for grant in resource.get("grants", [])}
+            assert group in principals, f"{kind}.{key}"
+    for key, model in resources_of(bundle, "registered_models").items():
+        assert model["grants"] == [{"principal": group, "privileges": ["EXECUTE"]}], key
+    for key, experiment in resources_of(bundle, "experiments").items():
+        assert experiment["permissions"] == [{"group_name": group, "level": "CAN_READ"}], key
+    for key, job in jobs_of(bundle).items():
+        assert job["permissions"] == [{"group_name": group, "level": "CAN_MANAGE_RUN"}], key
 
 
-def test_wheel_tasks_run_console_scripts_of_this_project_with_the_target_env_and_a_use_case(
-    bundle: dict[str, Any],
+def test_data_outlives_a_destroy_in_staging_and_prod(bundle: dict[str, Any], target: str) -> None:
+    for kind in ("schemas", "volumes", "registered_models"):
+        for key, resource in resources_of(bundle, kind).items():
+            protected = (resource.get("lifecycle") or {}).get("prevent_destroy", False)
+            assert protected == (target in ("staging", "prod")), f"{target} {kind}.{key}"
+
+
+def test_experiment_folders_are_what_ci_creates_before_deploying(
+    bundle: dict[str, Any], target: str
 ) -> None:
-    assert wheel_task_problems(bundle) == []
+    folders = prerequisites.experiment_folders(load_settings(target))
+    for key, experiment in resources_of(bundle, "experiments").items():
+        assert str(PurePosixPath(experiment["name"]).parent) in folders, key
+    text = prerequisites.describe(target)
+    for folder in folders:
+        assert f"databricks workspace mkdirs {folder}" in text
 
 
-def test_every_job_runs_and_starts_only_its_own_use_case(bundle: dict[str, Any]) -> None:
-    assert use_case_problems(bundle) == []
+# ---- production settings ----
 
 
-def test_condition_reads_an_upstream_task_and_gates_a_task_on_true(
-    bundle: dict[str, Any],
+def _target(bundle: dict[str, Any], name: str) -> dict[str, Any]:
+    return bundle["targets"][name]
+
+
+@pytest.mark.parametrize("name", ["staging", "prod"])
+def test_staging_and_prod_run_as_the_service_principal_from_its_own_folder(
+    bundles: dict[str, dict[str, Any]], name: str
 ) -> None:
-    assert condition_problems(bundle) == []
+    spec = _target(bundles[name], name)
+    assert spec["run_as"] == {"service_principal_name": "${var.service_principal}"}
+    root = spec["workspace"]["root_path"]
+    # Not world-writable: the service principal's home folder, one copy per target.
+    assert root.startswith("/Workspace/Users/${var.service_principal}/"), root
+    assert not root.startswith(("/Workspace/Shared", "/Shared")), root
+    assert "${bundle.target}" in root
+    assert spec["permissions"] == [
+        {"level": "CAN_MANAGE", "service_principal_name": "${var.service_principal}"}
+    ]
 
 
-def test_targets_dev_staging_prod_exist_with_exactly_one_default(bundle: dict[str, Any]) -> None:
-    assert target_problems(bundle) == []
-    targets = bundle["targets"]
-    assert targets["dev"]["default"] is True
-    assert targets["dev"]["mode"] == "development"
+def test_targets_modes_defaults_and_schedules(bundles: dict[str, dict[str, Any]]) -> None:
+    targets = bundles["prod"]["targets"]
+    assert [n for n, spec in targets.items() if spec.get("default")] == ["dev"]
     assert targets["prod"]["mode"] == "production"
-    # Production mode refuses to deploy without an explicit root path (or run_as).
-    assert targets["prod"]["workspace"]["root_path"]
+    # Development mode would rename the schemas, models and experiments the jobs look up by
+    # their conf/ names to dev_<user>_<name>.
+    assert "mode" not in targets["dev"] and "mode" not in targets["staging"]
+    assert "name_prefix" not in (targets["dev"].get("presets") or {})
 
 
-# ---- tests: workflows ----
+def test_no_variable_in_fields_that_configure_authentication(
+    bundles: dict[str, dict[str, Any]],
+) -> None:
+    bundle = bundles["prod"]
+    sections = [bundle.get("workspace") or {}] + [
+        (spec or {}).get("workspace") or {} for spec in bundle["targets"].values()
+    ]
+    for section in sections:
+        assert "host" not in section, "the host comes from DATABRICKS_HOST or a profile"
 
 
-def _wheel_entry_points(job: dict[str, Any]) -> dict[str, str]:
-    return {
-        key: task["python_wheel_task"]["entry_point"]
-        for key, task in _tasks(job).items()
-        if "python_wheel_task" in task
-    }
+@pytest.mark.parametrize(
+    ("target", "expected"), [("dev", "PAUSED"), ("staging", "PAUSED"), ("prod", "UNPAUSED")]
+)
+def test_schedules_run_only_in_prod(bundle: dict[str, Any], target: str, expected: str) -> None:
+    spec = bundle["targets"][target]
+    preset = (spec.get("presets") or {}).get("trigger_pause_status", "UNPAUSED")
+    scheduled = [key for key, job in jobs_of(bundle).items() if "schedule" in job]
+    assert scheduled
+    for key in scheduled:
+        # The CLI applies the target's preset only where pause_status is unset.
+        effective = jobs_of(bundle)[key]["schedule"].get("pause_status", preset)
+        assert effective == expected, f"{key} schedule is {effective} in {target}"
 
 
-def _edges(job: dict[str, Any]) -> set[tuple[str, str, str | None]]:
-    return {
-        (dep["task_key"], key, dep.get("outcome"))
-        for key, task in _tasks(job).items()
-        for dep in task.get("depends_on", [])
-    }
+def test_every_deploy_builds_a_fresh_uniquely_versioned_wheel_and_no_task_installs_spark(
+    bundle: dict[str, Any], target: str
+) -> None:
+    artifact = target_config(bundle, target)["artifacts"]["default"]
+    assert artifact["type"] == "whl"
+    # A stale wheel in dist/ would also match dist/*.whl.
+    assert artifact["build"] == "rm -rf dist && uv build --wheel"
+    assert artifact["executable"] == "bash"
+    assert artifact["dynamic_version"] is True
+    dist = (ROOT / artifact["path"] / "dist").resolve()
+    for key, job in jobs_of(bundle).items():
+        wheel_tasks = [t for t in job["tasks"] if "python_wheel_task" in t]
+        if not wheel_tasks:
+            assert "environments" not in job, key
+            continue
+        for env in job["environments"]:
+            wheels = [d for d in env["spec"]["dependencies"] if d.endswith(".whl")]
+            assert wheels, f"{key}.{env['environment_key']} does not install the wheel"
+            for wheel in wheels:
+                assert (ROOT / wheel).parent.resolve() == dist, wheel
+        for _, text in strings(job):
+            assert not any(pkg in text.lower() for pkg in SPARK_PACKAGES), f"{key}: {text}"
 
 
-def test_features_job_chains_ingest_features_materialize_and_retries_io(
+def test_every_job_reports_failures_and_slow_runs_and_runs_once_at_a_time(
     bundle: dict[str, Any],
 ) -> None:
+    for key, job in jobs_of(bundle).items():
+        notifications = job["email_notifications"]
+        assert notifications["on_failure"] == ["${var.alert_email}"], key
+        assert notifications["on_duration_warning_threshold_exceeded"] == ["${var.alert_email}"]
+        [rule] = job["health"]["rules"]
+        assert (rule["metric"], rule["op"]) == ("RUN_DURATION_SECONDS", "GREATER_THAN"), key
+        assert 0 < rule["value"] < job["timeout_seconds"], key
+        assert job["max_concurrent_runs"] == 1, key
+        # A run started while one is going waits instead of being skipped.
+        assert job["queue"] == {"enabled": True}, key
+
+
+def test_catalog_variable_matches_conf_and_ingest_reads_raw_folders_from_conf(
+    bundle: dict[str, Any], target: str
+) -> None:
+    settings = load_settings(target)
+    assert variable_value(bundle, target, "catalog") == settings.catalog
     for name, job in _use_case_jobs(bundle, "features").items():
+        params = tasks_of(job)["ingest"]["python_wheel_task"]["parameters"]
+        # The raw folder is the use case's own, from conf/, inside the target's catalog.
+        assert "--input" not in params
+        assert str(settings.raw_dir(name)).startswith(f"/Volumes/{settings.catalog}/"), name
+
+
+# ---- workflows ----
+
+
+def test_every_job_takes_its_use_case_as_a_parameter(bundle: dict[str, Any]) -> None:
+    for kind in workflows.KINDS:
+        for name, job in _use_case_jobs(bundle, kind).items():
+            assert job_parameters(job)["use_case"] == name
+            for task in job["tasks"]:
+                if "python_wheel_task" in task:
+                    params = task["python_wheel_task"]["parameters"]
+                    assert params[:4] == [
+                        "--env",
+                        "${bundle.target}",
+                        "--use-case",
+                        "{{job.parameters.use_case}}",
+                    ]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "feature_task", "extra"),
+    [
+        ({}, "features", []),
+        ({"mode": "full"}, "features_full", ["--full"]),
+        (
+            {"mode": "backfill", "start": "2024-01-01", "end": "2024-02-01"},
+            "features_backfill",
+            ["--start", "2024-01-01", "--end", "2024-02-01"],
+        ),
+    ],
+    ids=["incremental", "full", "backfill"],
+)
+def test_features_job_runs_ingest_one_feature_run_by_mode_then_materialize(
+    bundles: dict[str, dict[str, Any]], parameters: dict, feature_task: str, extra: list[str]
+) -> None:
+    for name, job in _use_case_jobs(bundles["prod"], "features").items():
+        assert set(job_parameters(job)) == {"use_case", "mode", "start", "end"}
+        state = simulate_run(job, parameters)
+        ran = {key for key, done in state.items() if done == "success"}
+        assert ran == {"ingest", feature_task, "materialize"}, (name, state)
+        args = tasks_of(job)[feature_task]["python_wheel_task"]["parameters"][4:]
+        values = job_parameters(job) | parameters
+        resolved = [values[a[17:-2]] if a.startswith("{{job.parameters.") else a for a in args]
+        assert resolved == extra
         assert _wheel_entry_points(job) == {
             "ingest": "fh-ingest",
             "features": "fh-features",
+            "features_full": "fh-features",
+            "features_backfill": "fh-features",
             "materialize": "fh-materialize",
-        }, name
-        assert _edges(job) == {("ingest", "features", None), ("features", "materialize", None)}
-        retries = {key: task.get("max_retries", 0) for key, task in _tasks(job).items()}
-        assert retries == {"ingest": 1, "features": 0, "materialize": 1}, name
+        }
+        retries = {k: t.get("max_retries", 0) for k, t in tasks_of(job).items()}
+        assert retries["ingest"] == retries["materialize"] == 1
+        assert retries["features"] == 0
 
 
-def test_training_job_runs_fh_train_and_queues_triggered_runs(bundle: dict[str, Any]) -> None:
+def test_training_job_trains_then_validates_and_queues_triggered_runs(
+    bundle: dict[str, Any],
+) -> None:
     for name, job in _use_case_jobs(bundle, "training").items():
-        assert _wheel_entry_points(job) == {"train": "fh-train"}, name
+        assert _wheel_entry_points(job) == {"train": "fh-train", "validate": "fh-validate"}, name
+        assert _edges(job) == {("train", "validate", None)}
         assert job["queue"] == {"enabled": True}
-        assert job["max_concurrent_runs"] == 1
+        assert "schedule" not in job
 
 
 def test_monitoring_retrains_its_own_use_case_only_when_drift_task_reports_drift(
     bundle: dict[str, Any],
 ) -> None:
     for name, job in _use_case_jobs(bundle, "monitoring").items():
-        tasks = _tasks(job)
-        assert _wheel_entry_points(job) == {"score": "fh-score", "drift": "fh-drift"}
-        [(gate_key, gate)] = [(k, t) for k, t in tasks.items() if "condition_task" in t]
-        condition = gate["condition_task"]
-        assert TASK_VALUE_REF.findall(condition["left"]) == [("drift", "drift_detected")]
-        assert (condition["op"], condition["right"]) == ("EQUAL_TO", "true")
-        [retrain] = [t for t in tasks.values() if "run_job_task" in t]
-        assert retrain["run_job_task"]["job_id"] == f"${{resources.jobs.{name}_training.id}}"
-        assert retrain["depends_on"] == [{"task_key": gate_key, "outcome": "true"}]
+        assert _wheel_entry_points(job) == {
+            "score": "fh-score",
+            "drift": "fh-drift",
+            "performance": "fh-performance",
+        }
+        retrain = tasks_of(job)["retrain"]["run_job_task"]
+        assert retrain["job_id"] == f"${{resources.jobs.{name}_training.id}}"
+        assert retrain["job_parameters"] == {"use_case": "{{job.parameters.use_case}}"}
+        drifted = simulate_run(job, task_values={"drift.drift_detected": "true"})
+        steady = simulate_run(job, task_values={"drift.drift_detected": "false"})
+        assert (drifted["retrain"], steady["retrain"]) == ("success", "excluded")
         assert ("score", "drift", None) in _edges(job)
-        assert ("drift", gate_key, None) in _edges(job)
+        assert ("score", "performance", None) in _edges(job)
 
 
 def test_job_names_tags_and_descriptions_come_from_the_use_case(bundle: dict[str, Any]) -> None:
     use_cases = load_use_cases(load_settings("prod"))
-    for key, job in _jobs(bundle).items():
+    for key, job in jobs_of(bundle).items():
+        if key == workflows.BOOTSTRAP:
+            assert job["tags"] == {"project": "featurehouse", "workflow": "bootstrap"}
+            assert job["name"] == "featurehouse-bootstrap-${bundle.target}"
+            continue
         name = job["tags"]["use_case"]
         kind = key.removeprefix(f"{name}_")
         assert job["name"] == f"featurehouse-{name}-{kind}-${{bundle.target}}"
@@ -798,60 +628,16 @@ def test_features_hourly_monitoring_daily_training_on_demand(bundle: dict[str, A
         assert "schedule" not in job
 
 
-@pytest.mark.parametrize(
-    ("target", "expected"), [("dev", "PAUSED"), ("staging", "PAUSED"), ("prod", "UNPAUSED")]
-)
-def test_schedules_run_only_in_prod(bundle: dict[str, Any], target: str, expected: str) -> None:
-    spec = bundle["targets"][target]
-    preset = (spec.get("presets") or {}).get("trigger_pause_status")
-    if preset is None:
-        # Development mode pauses schedules; the Jobs API default is UNPAUSED.
-        preset = "PAUSED" if spec.get("mode") == "development" else "UNPAUSED"
-    scheduled = [key for key, job in _jobs(bundle).items() if "schedule" in job]
-    assert scheduled
-    for key in scheduled:
-        # The CLI applies the target's preset only where pause_status is unset.
-        effective = _jobs(bundle)[key]["schedule"].get("pause_status", preset)
-        assert effective == expected, f"{key} schedule is {effective} in {target}"
-
-
-def test_wheel_comes_from_the_bundle_artifact_and_no_task_installs_spark(
-    bundle: dict[str, Any],
-) -> None:
-    artifact = bundle["artifacts"]["default"]
-    assert (artifact["type"], artifact["build"]) == ("whl", "uv build --wheel")
-    dist = (ROOT / artifact["path"] / "dist").resolve()
-    for key, job in _jobs(bundle).items():
-        environments = job.get("environments", [])
-        assert environments, f"{key} defines no serverless environment"
-        for env in environments:
-            deps = env["spec"]["dependencies"]
-            wheels = [d for d in deps if d.endswith(".whl")]
-            assert wheels, f"{key}.{env['environment_key']} does not install the wheel"
-            for wheel in wheels:
-                assert (path_base(ROOT, key) / wheel).parent.resolve() == dist, wheel
-        for text in _strings(job):
-            assert not any(pkg in text.lower() for pkg in SPARK_PACKAGES), f"{key}: {text}"
-
-
-def test_catalog_variable_matches_conf_and_ingest_reads_raw_folders_from_conf(
-    bundle: dict[str, Any], target: str
-) -> None:
-    settings = load_settings(target)
-    assert _variable_value(bundle, target, "catalog") == settings.catalog
-    for name, job in _use_case_jobs(bundle, "features").items():
-        params = _tasks(job)["ingest"]["python_wheel_task"]["parameters"]
-        # The raw folder is the use case's own, from conf/, inside the target's catalog.
-        assert "--input" not in params
-        assert str(settings.raw_dir(name)).startswith(f"/Volumes/{settings.catalog}/"), name
-
-
-# ---- tests: the checks catch mistakes ----
+# ---- the checks catch mistakes ----
 
 
 def _job(bundle: dict[str, Any], kind: str) -> dict[str, Any]:
     """The first use case's job of `kind`, to break."""
-    return _jobs(bundle)[sorted(key for key in _jobs(bundle) if key.endswith(f"_{kind}"))[0]]
+    return jobs_of(bundle)[sorted(key for key in jobs_of(bundle) if key.endswith(f"_{kind}"))[0]]
+
+
+def _job_key(bundle: dict[str, Any], kind: str) -> str:
+    return sorted(key for key in jobs_of(bundle) if key.endswith(f"_{kind}"))[0]
 
 
 def _first_task(bundle: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -859,7 +645,7 @@ def _first_task(bundle: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def _other_training(bundle: dict[str, Any]) -> str:
-    return sorted(key for key in _jobs(bundle) if key.endswith("_training"))[1]
+    return sorted(key for key in jobs_of(bundle) if key.endswith("_training"))[1]
 
 
 SCHEMA_BREAKAGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
@@ -880,8 +666,12 @@ SCHEMA_BREAKAGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "'package_name' is a required property",
     ),
     "python resources not a list": (
-        lambda b: b["python"].update(resources=GENERATOR),
+        lambda b: b["python"].update(resources=GENERATORS[0]),
         "is not of type 'array'",
+    ),
+    "bad volume type": (
+        lambda b: next(iter(resources_of(b, "volumes").values())).update(volume_type="LOCAL"),
+        "'LOCAL' is not one of",
     ),
 }
 
@@ -905,13 +695,6 @@ def test_typed_job_rejects_an_unknown_task_field(bundles: dict[str, dict[str, An
         Job.from_dict(broken)
 
 
-def _unset_catalog_in_staging(b: dict[str, Any]) -> None:
-    b["variables"]["catalog"].pop("default")
-    b["targets"]["staging"]["variables"].pop("catalog")
-    # The generated jobs no longer use ${var.catalog}; a task that does needs a value.
-    _first_task(b, "training")["python_wheel_task"]["parameters"] += ["--x", "${var.catalog}"]
-
-
 def _set_dep(b: dict[str, Any], kind: str, task: int, deps: list[dict[str, str]]) -> None:
     _job(b, kind)["tasks"][task]["depends_on"] = deps
 
@@ -924,7 +707,7 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
     "unknown depends_on": (
         "depends_on",
         lambda b: _set_dep(b, "features", 1, [{"task_key": "ingestion"}]),
-        "unknown task ingestion",
+        "depends on unknown task ingestion",
     ),
     "dependency cycle": (
         "depends_on",
@@ -946,22 +729,19 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
         lambda b: _params(b, "training").append("${var.schema}"),
         "${var.schema} is used but not declared",
     ),
-    "variable without value": (
-        "variables",
-        _unset_catalog_in_staging,
-        "target staging has no value for variable catalog",
-    ),
     "unknown job id": (
-        "job_references",
+        "resource_references",
         lambda b: _job(b, "monitoring")["tasks"][3]["run_job_task"].update(
             job_id="${resources.jobs.training.id}"
         ),
-        "names an undefined job",
+        "names an undefined job (resources.jobs.training)",
     ),
-    "unknown entry point": (
-        "wheel_tasks",
-        lambda b: _first_task(b, "training")["python_wheel_task"].update(entry_point="train"),
-        "entry point train is not a script",
+    "model in an undeclared schema": (
+        "resource_references",
+        lambda b: next(iter(resources_of(b, "registered_models").values())).update(
+            schema_name="${resources.schemas.models.name}"
+        ),
+        "names an undefined schema (resources.schemas.models)",
     ),
     "wrong package": (
         "wheel_tasks",
@@ -973,10 +753,15 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
         lambda b: _params(b, "training").__delitem__(slice(2, None)),
         "parameters need --use-case NAME",
     ),
-    "unknown use case": (
+    "unknown use case in a task": (
         "wheel_tasks",
         lambda b: _params(b, "training").__setitem__(3, "churn"),
         "--use-case churn is not a use case",
+    ),
+    "parameter the job does not define": (
+        "job_parameters",
+        lambda b: _params(b, "training").append("{{job.parameters.since}}"),
+        "{{job.parameters.since}} names no parameter of the job",
     ),
     "task of another use case": (
         "use_cases",
@@ -990,6 +775,13 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
         ),
         "of another use case",
     ),
+    "bootstrap runs a wheel": (
+        "use_cases",
+        lambda b: jobs_of(b)["bootstrap"]["tasks"].append(
+            copy.deepcopy(_first_task(b, "training"))
+        ),
+        "a job of no use case may only run jobs",
+    ),
     "ungated condition": (
         "conditions",
         lambda b: _set_dep(b, "monitoring", 3, [{"task_key": "drift_detected"}]),
@@ -1000,10 +792,20 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
         lambda b: _set_dep(b, "monitoring", 2, [{"task_key": "score"}]),
         "reads drift but does not depend on it",
     ),
+    "unknown time zone": (
+        "schedules",
+        lambda b: b["variables"]["schedule_timezone"].update(default="Mars/Olympus"),
+        "'Mars/Olympus' is not a time zone ID",
+    ),
     "two default targets": (
         "targets",
         lambda b: b["targets"]["prod"].update(default=True),
         "exactly one target must be the default",
+    ),
+    "variable in the workspace host": (
+        "targets",
+        lambda b: b["targets"]["prod"]["workspace"].update(host="${var.host}"),
+        "no variable interpolation in fields that configure authentication",
     ),
 }
 
@@ -1014,8 +816,103 @@ def test_cross_reference_checks_catch_a_broken_bundle(
 ) -> None:
     check, mutate, expected = CROSS_REFERENCE_BREAKAGES[breakage]
     bundle = bundles["prod"]
-    assert CROSS_REFERENCE_CHECKS[check](bundle) == [], "the intact bundle must pass"
+    assert CROSS_REFERENCE_CHECKS[check](bundle, "prod") == [], "the intact bundle must pass"
     broken = copy.deepcopy(bundle)
     mutate(broken)
-    problems = CROSS_REFERENCE_CHECKS[check](broken)
+    problems = CROSS_REFERENCE_CHECKS[check](broken, "prod")
     assert any(expected in problem for problem in problems), problems
+
+
+# ---- bad input: each caught before deployment, naming the file and the key ----
+
+
+def test_a_target_with_a_missing_variable_names_the_target_and_the_variable(
+    bundles: dict[str, dict[str, Any]],
+) -> None:
+    from tests.bundle.checks import variable_problems, workflow_variables
+
+    supplied = workflow_variables()
+    # CI supplies these for staging and prod; databricks.yml has no value for them there.
+    assert {"alert_email", "service_principal"} <= set(supplied["prod"])
+    assert variable_problems(bundles["prod"], "prod", supplied) == []
+    without = {
+        t: {k: v for k, v in names.items() if k != "alert_email"} for t, names in supplied.items()
+    }
+    [problem] = variable_problems(bundles["prod"], "prod", without)
+    assert problem.startswith(
+        f"{BUNDLE_FILE}: targets.prod.variables.alert_email: target prod has no value for"
+        " variable alert_email (used at resources.jobs."
+    ), problem
+    assert problem.endswith(
+        "set variables.alert_email.default or targets.prod.variables.alert_email, or"
+        " BUNDLE_VAR_alert_email in the workflow that deploys prod"
+    ), problem
+    # A value in databricks.yml is as good as one from CI.
+    fixed = copy.deepcopy(bundles["prod"])
+    fixed["targets"]["prod"]["variables"]["alert_email"] = "ops@example.com"
+    assert variable_problems(fixed, "prod", without) == []
+    # dev, deployed by people, has a value of its own.
+    assert variable_problems(bundles["dev"], "dev", {}) == []
+
+
+def test_an_unknown_use_case_in_a_job_parameter_names_the_file_and_the_parameter(
+    bundles: dict[str, dict[str, Any]],
+) -> None:
+    from tests.bundle.checks import job_parameter_problems
+
+    broken = copy.deepcopy(bundles["prod"])
+    key = _job_key(broken, "training")
+    jobs_of(broken)[key]["parameters"][0]["default"] = "churn"
+    problems = job_parameter_problems(broken, "prod")
+    assert problems[0].startswith(
+        f"jobs/workflows.py: resources.jobs.{key}.parameters.use_case: default 'churn' is not a"
+        " use case"
+    ), problems
+
+
+def test_a_wheel_entry_point_that_does_not_exist_names_the_file_and_the_task(
+    bundles: dict[str, dict[str, Any]],
+) -> None:
+    from tests.bundle.checks import wheel_task_problems
+
+    broken = copy.deepcopy(bundles["prod"])
+    key = _job_key(broken, "training")
+    tasks_of(jobs_of(broken)[key])["validate"]["python_wheel_task"]["entry_point"] = "fh-check"
+    [problem] = wheel_task_problems(broken, "prod")
+    assert problem.startswith(
+        f"jobs/workflows.py: resources.jobs.{key}.tasks[validate].python_wheel_task.entry_point:"
+        " entry point fh-check is not a script of pyproject.toml [project.scripts] ("
+    ), problem
+    assert "fh-validate" in problem
+
+
+@pytest.mark.parametrize(
+    ("expression", "why"),
+    [
+        ("0 * * * *", "5 fields, expected 6 or 7"),
+        ("0 0 25 * * ?", "hours '25': 25 is outside 0-23"),
+        ("0 0 6 * * *", "exactly one of day-of-month and day-of-week must be '?'"),
+        ("0 0 6 ? * MON-FUN", "day-of-week 'MON-FUN': 'FUN' is not a number"),
+        ("0 0/0 * * * ?", "minutes '0/0': step '0' in '0/0' is not a positive number"),
+    ],
+)
+def test_a_bad_cron_expression_names_the_file_the_key_and_why(
+    bundles: dict[str, dict[str, Any]], expression: str, why: str
+) -> None:
+    from tests.bundle.checks import schedule_problems
+
+    broken = copy.deepcopy(bundles["prod"])
+    key = _job_key(broken, "features")
+    jobs_of(broken)[key]["schedule"]["quartz_cron_expression"] = expression
+    [problem] = schedule_problems(broken, "prod")
+    assert problem.startswith(
+        f"jobs/workflows.py: resources.jobs.{key}.schedule.quartz_cron_expression:"
+        f" {expression!r} is not a Quartz cron expression: {why}"
+    ), problem
+
+
+def test_the_generated_schedules_are_valid_quartz_cron() -> None:
+    from tests.bundle.checks import quartz_cron_problem
+
+    for expression in (workflows.HOURLY, workflows.DAILY):
+        assert quartz_cron_problem(expression) is None, expression

@@ -16,11 +16,17 @@ import pytest
 from featurehouse.config import Settings, deep_merge, load_settings
 from tests.helpers import local_overrides, local_settings, write_conf_dir
 
+# Two tuning trials per candidate: the search is tested, the suite stays short.
 E2E_USE_CASES = {
-    "predictive_maintenance": {"simulation": {"machines": 30, "days": 90, "seed": 7}},
-    "demand_forecasting": {
-        "simulation": {"stores": 3, "items": 5, "days": 420, "seed": 7, "start": date(2023, 1, 1)}
+    "predictive_maintenance": {
+        "simulation": {"machines": 30, "days": 90, "seed": 7},
+        "tuning": {"trials": 2},
     },
+    "demand_forecasting": {
+        "simulation": {"stores": 3, "items": 5, "days": 420, "seed": 7, "start": date(2023, 1, 1)},
+        "tuning": {"trials": 2},
+    },
+    "bike_sharing": {"tuning": {"trials": 2}},
 }
 
 
@@ -56,3 +62,41 @@ def pipeline_run(spark, tmp_path_factory) -> PipelineRun:
         outcomes={o.use_case: o for o in outcomes},
         conf_dir=conf_dir,
     )
+
+
+@pytest.fixture(scope="session")
+def shop_project(tmp_path_factory):
+    """A use case declared in a module outside the package, on the path, with settings that
+    point at it: the files a person writes are that module and its conf/use_cases file."""
+    from featurehouse.discovery import load_use_case
+    from tests.integration.small_use_case import MODULE, write_orders
+
+    root = tmp_path_factory.mktemp("new-use-case")
+    (root / "plugins").mkdir()
+    (root / "plugins" / "shop_orders.py").write_text(MODULE)
+    write_orders(root / "raw")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(root / "plugins"))
+        settings = local_settings(
+            root / "lake",
+            use_cases={
+                "shop_orders": {
+                    "declaration": "shop_orders:USE_CASE",
+                    "raw_dir": str(root / "raw"),
+                    "models": {"boosted_trees": {"max_iter": 60, "random_state": 1}},
+                    "tuning": {"trials": 2},
+                    "training": {"promotion_metric": "mae"},
+                    "drift": {"window": "14d"},
+                }
+            },
+        )
+        yield settings, load_use_case(settings, "shop_orders")
+
+
+@pytest.fixture(scope="session")
+def shop_outcome(spark, shop_project):
+    """The small use case's whole pipeline, run once."""
+    from featurehouse.jobs import run_pipeline
+
+    settings, use_case = shop_project
+    return run_pipeline(settings, use_case, step=lambda _: None)

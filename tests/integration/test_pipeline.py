@@ -75,7 +75,9 @@ def test_training_logs_metrics_model_and_feature_references(run, name):
     assert client.get_model_version(model_name, result.model.version).run_id == result.run_id
     assert client.get_model_version_by_alias(model_name, CHALLENGER).version
     champion = client.get_model_version_by_alias(model_name, CHAMPION)
-    assert str(champion.version) == result.champion_version  # the first model becomes champion
+    validation = run.outcome(name).validation[0]
+    assert validation.promoted, validation.verdict  # the first model becomes champion
+    assert str(champion.version) == result.model.version == validation.champion_version
 
 
 @pytest.mark.parametrize("name", USE_CASES)
@@ -157,16 +159,18 @@ def test_online_features_equal_the_newest_offline_row_of_every_view(spark, run, 
 def test_rerunning_the_jobs_changes_no_table_and_keeps_the_champion(spark, run, name):
     lake, use_case, settings = lake_of(spark, run, name), run.use_cases[name], run.settings
     before = table_counts(lake)
-    latest = run.outcome(name).training[-1]
+    latest = run.outcome(name).validation[-1]
 
     jobs.ingest(settings, use_case)
     jobs.features(settings, use_case)
     jobs.materialize(settings, use_case)
-    retrained = jobs.train(settings, use_case)
+    jobs.train(settings, use_case)
+    validation = jobs.validate(settings, use_case)
     jobs.score(settings, use_case)
     jobs.drift(settings, use_case)
 
     assert table_counts(lake) == before
     # Same data, same seed: the retrained model scores the same, so it does not take over.
-    assert retrained.promoted is False
-    assert retrained.champion_version == latest.champion_version
+    assert not validation.promoted
+    assert [c.name for c in validation.checks if not c.passed] == ["beats_champion"]
+    assert validation.champion_version == latest.champion_version

@@ -295,10 +295,12 @@ def test_classification_metrics_match_hand_worked_example():
     # threshold 0.35 predicts [0, 1, 1, 1]: TP 2, FP 1, FN 0 -> P 2/3, R 1, F1 0.8.
     # ROC AUC: positive/negative pairs (.35>.1), (.35<.4), (.8>.1), (.8>.4) -> 3/4.
     # PR AUC (average precision): .8 (R .5, P 1), then .35 (R 1, P 2/3) -> .5 * 1 + .5 * 2/3.
+    # Accuracy: 3 of the 4 predictions are right.
     metrics = classification_metrics(labels, scores, 0.35)
 
     assert metrics == pytest.approx(
         {
+            "accuracy": 0.75,
             "precision": 2 / 3,
             "recall": 1.0,
             "f1": 0.8,
@@ -464,6 +466,7 @@ def test_regression_metrics_match_hand_worked_example():
 
     assert metrics == pytest.approx(
         {
+            "mse": 3.5,
             "mae": 1.5,
             "rmse": math.sqrt(3.5),
             "smape": 100 * (2 / 9 + 0 + 1 / 4.5 + 3 / 7.5) / 4,

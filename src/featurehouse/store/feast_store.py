@@ -7,12 +7,14 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from feast import FeatureStore, RepoConfig
 from pyspark.sql import SparkSession
 
 from featurehouse.config import Settings
+from featurehouse.errors import ConfigError
 from featurehouse.spark import local_spark_conf
 from featurehouse.store.definitions import feast_objects
 from featurehouse.usecase import UseCase
@@ -21,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def feast_repo_config(settings: Settings) -> RepoConfig:
-    """The store of an environment: a file registry and a SQLite online store in
-    `feast.store_dir`, and Spark as the offline store (as feature_store.yaml has it locally).
+    """The store of an environment: a file registry in `feast.store_dir`, the configured
+    online store (SQLite in `feast.store_dir`, or Redis) and Spark as the offline store (as
+    feature_store.yaml has it locally).
 
     On Databricks the offline store uses the workspace's session, so it needs no Spark conf.
     """
@@ -32,11 +35,35 @@ def feast_repo_config(settings: Settings) -> RepoConfig:
         project=settings.project,
         provider="local",
         registry=str(store_dir / "registry.db"),
-        online_store={"type": "sqlite", "path": str(store_dir / "online_store.db")},
+        online_store=online_store_config(settings),
         offline_store={"type": "spark", "spark_conf": spark_conf},
         entity_key_serialization_version=3,
         repo_path=settings.feast.repo_path,
     )
+
+
+def sqlite_path(settings: Settings) -> Path:
+    """The SQLite online store's file (Feast's default name, in `feast.store_dir`)."""
+    return settings.feast.store_dir / "online_store.db"
+
+
+def online_store_config(settings: Settings) -> dict[str, str]:
+    """Feast's `online_store` block for the configured store.
+
+    Jobs that use only the registry or the offline store (training, scoring) build the
+    same configuration, so a Redis connection string missing from the environment is not
+    an error here: the host then names the variable, and any online call fails saying so.
+    Materialization and online reads resolve it strictly.
+    """
+    online = settings.feast.online_store
+    if online.type == "sqlite":
+        return {"type": "sqlite", "path": str(sqlite_path(settings))}
+    try:
+        connection = online.redis_connection_string()
+    except ConfigError as exc:
+        log.warning("%s", exc)
+        connection = f"{online.connection_string_env}-is-not-set:6379"
+    return {"type": "redis", "connection_string": connection}
 
 
 def feature_store(settings: Settings) -> FeatureStore:

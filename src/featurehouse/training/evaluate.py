@@ -1,28 +1,41 @@
-"""Fit and evaluate: the model of a use case on its training set, in pandas.
+"""Select, fit and evaluate the model of a use case on its training set, in pandas.
 
-Pure functions of the frame and the declarations: no MLflow, no Spark. The training job
-(`featurehouse.training.train`) logs and registers what these return.
+1. Split by time and/or entity (`training.split`).
+2. Tune: every candidate with each sampled combination of its hyper-parameters is fitted
+   on the train window and scored on the validation window (time-ordered, never the test
+   window); the best by the promotion metric wins.
+3. Refit the winner on train + validation. A classifier's decision threshold is chosen on
+   the validation window and travels inside the model (`FixedThresholdClassifier`).
+4. Evaluate once on the test window, beside a baseline scored on the same rows: the class
+   prior for a classifier, the declared seasonal-naive feature for a regressor.
+
+Pure functions of the frame, the declarations and the settings: no MLflow, no Spark. The
+training job (`featurehouse.training.train`) logs and registers what these return.
 """
 
 from __future__ import annotations
 
+import itertools
+import random
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import FixedThresholdClassifier
 
 from featurehouse.config import UseCaseSettings
 from featurehouse.errors import ConfigError, FeaturehouseError
 from featurehouse.training.metrics import (
     best_f1_threshold,
     classification_metrics,
+    improvement,
     regression_metrics,
 )
 from featurehouse.training.split import DataSplit, split_frame
-from featurehouse.usecase import Classification, ModelInputs, Task, UseCase
+from featurehouse.usecase import Candidate, Classification, ModelInputs, Task, UseCase
 
-# The metric promotion uses when conf names none.
+# The metric that selects and promotes when conf names none.
 DEFAULT_PROMOTION_METRIC = {"classification": "pr_auc", "regression": "rmse"}
 
 
@@ -59,30 +72,82 @@ def task_metrics(task: Task, labels: np.ndarray, predictions: np.ndarray, thresh
     return regression_metrics(labels, predictions)
 
 
+def decision_threshold(model: Any) -> float | None:
+    """A classifier's threshold, carried by the model itself; None for a regressor."""
+    return float(model.threshold) if isinstance(model, FixedThresholdClassifier) else None
+
+
+def input_columns(model: Any) -> list[str]:
+    """The feature columns a fitted model reads, in order."""
+    inner = model.estimator_ if isinstance(model, FixedThresholdClassifier) else model
+    return list(inner.feature_names_in_)
+
+
+# --- tuning ------------------------------------------------------------------------------------
+
+
+def parameter_sets(candidate: Candidate, settings: UseCaseSettings) -> list[dict[str, Any]]:
+    """The hyper-parameters of each trial: the candidate's fixed ones from conf, plus one
+    combination of its search space (conf's space replaces the declared one). At most
+    `tuning.trials` combinations, sampled without replacement with the tuning seed."""
+    fixed = dict(settings.models.get(candidate.name, {}))
+    space = settings.tuning.space.get(candidate.name, candidate.space)
+    names = sorted(space)
+    grid = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(space[n] for n in names))
+    ]
+    if len(grid) > settings.tuning.trials:
+        grid = random.Random(settings.tuning.seed).sample(grid, settings.tuning.trials)
+    return [fixed | combination for combination in grid] or [fixed]
+
+
+@dataclass(frozen=True)
+class Trial:
+    candidate: str
+    params: dict[str, Any]
+    validation_metrics: dict[str, float]
+    score: float  # the promotion metric on the validation window
+
+
+def better(metric: str, score: float, best: float | None) -> bool:
+    if best is None or best != best:
+        return score == score
+    return score == score and improvement(metric, score, best) > 0
+
+
+# --- the whole fit ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Evaluation:
-    """A fitted model and how it did: metrics per part ("validation", "test"), and for a
-    regression with a declared baseline the baseline's test metrics beside them."""
+    """The selected model and how it did: trials, metrics per part ("validation" of the
+    winning trial, "test"), and the baseline's metrics on the test window."""
 
     model: Any
+    candidate: str
     inputs: ModelInputs
     split: DataSplit
-    threshold: float | None  # the decision threshold of a classifier
+    threshold: float | None
+    trials: list[Trial]
     metrics: dict[str, dict[str, float]]
     test_predictions: np.ndarray
+    baseline_name: str
 
     @property
     def test_metrics(self) -> dict[str, float]:
         return self.metrics["test"]
 
+    @property
+    def baseline_metrics(self) -> dict[str, float]:
+        return self.metrics["baseline_test"]
+
 
 def fit_and_evaluate(
-    use_case: UseCase, frame: pd.DataFrame, settings: UseCaseSettings
+    use_case: UseCase, frame: pd.DataFrame, settings: UseCaseSettings, metric: str
 ) -> Evaluation:
-    """Split, fit on train, choose a classifier's threshold on validation, score validation
-    and test (and the baseline on test)."""
     cfg = settings.training
-    label = use_case.label.name
+    label, task = use_case.label.name, use_case.task
     split = split_frame(
         frame,
         use_case.split,
@@ -92,30 +157,74 @@ def fit_and_evaluate(
         gap=use_case.label.horizon,
     )
     check_parts(use_case, split)
-    inputs = model_inputs(use_case, settings.model)
-    model = use_case.model(inputs)
-    columns = inputs.columns
-    model.fit(split.train[columns], split.train[label])
-
-    task = use_case.task
-    validation_predictions = predict(model, task, split.validation[columns])
-    threshold = None
-    if isinstance(task, Classification):
-        threshold = best_f1_threshold(split.validation[label].to_numpy(), validation_predictions)
-    test_predictions = predict(model, task, split.test[columns])
+    trials, best = [], None
+    for candidate in use_case.candidates:
+        for params in parameter_sets(candidate, settings):
+            inputs = model_inputs(use_case, params)
+            model = candidate.factory(inputs).fit(split.train[inputs.columns], split.train[label])
+            predictions = predict(model, task, split.validation[inputs.columns])
+            threshold = _threshold(task, split.validation[label].to_numpy(), predictions)
+            metrics = task_metrics(task, split.validation[label].to_numpy(), predictions, threshold)
+            trial = Trial(candidate.name, params, metrics, metrics[metric])
+            trials.append(trial)
+            if best is None or better(metric, trial.score, best[0].score):
+                best = (trial, candidate, inputs, threshold)
+    trial, candidate, inputs, threshold = best
+    model = _refit(
+        candidate.factory(inputs),
+        threshold,
+        pd.concat([split.train, split.validation]),
+        inputs,
+        label,
+    )
+    test_labels = split.test[label].to_numpy()
+    test_predictions = predict(model, task, split.test[inputs.columns])
+    baseline_name, baseline = baseline_metrics(use_case, split)
     metrics = {
-        "validation": task_metrics(
-            task, split.validation[label].to_numpy(), validation_predictions, threshold
-        ),
-        "test": task_metrics(task, split.test[label].to_numpy(), test_predictions, threshold),
+        "validation": trial.validation_metrics,
+        "test": task_metrics(task, test_labels, test_predictions, threshold),
+        "baseline_test": baseline,
     }
-    baseline = getattr(task, "baseline", None)
-    if baseline is not None:
-        known = split.test[split.test[baseline].notna()]
-        metrics["baseline_test"] = regression_metrics(
-            known[label].to_numpy(dtype=float), known[baseline].to_numpy(dtype=float)
+    return Evaluation(
+        model, candidate.name, inputs, split, threshold, trials, metrics, test_predictions,
+        baseline_name,
+    )  # fmt: skip
+
+
+def _threshold(task: Task, labels: np.ndarray, predictions: np.ndarray) -> float | None:
+    return best_f1_threshold(labels, predictions) if isinstance(task, Classification) else None
+
+
+def _refit(
+    estimator: Any, threshold: float | None, rows: pd.DataFrame, inputs: ModelInputs, label: str
+):
+    """The winner fitted on train + validation; a classifier wrapped with its threshold."""
+    if threshold is not None:
+        estimator = FixedThresholdClassifier(
+            estimator, threshold=threshold, response_method="predict_proba"
         )
-    return Evaluation(model, inputs, split, threshold, metrics, test_predictions)
+    return estimator.fit(rows[inputs.columns], rows[label])
+
+
+def baseline_metrics(use_case: UseCase, split: DataSplit) -> tuple[str, dict[str, float]]:
+    """The reference every metric is read against, on the test window: a classifier's class
+    prior (the train window's positive rate for every row), or a regressor's declared
+    seasonal-naive feature (rows where it is known)."""
+    label, task = use_case.label.name, use_case.task
+    if isinstance(task, Classification):
+        prior = float(split.train[label].mean())
+        scores = np.full(len(split.test), prior)
+        return "class prior", classification_metrics(split.test[label].to_numpy(), scores, 0.5)
+    if task.baseline is None:
+        mean = float(split.train[label].mean())
+        values = np.full(len(split.test), mean)
+        return "train mean", regression_metrics(split.test[label].to_numpy(dtype=float), values)
+    known = split.test[split.test[task.baseline].notna()]
+    actual, forecast = (
+        known[label].to_numpy(dtype=float),
+        known[task.baseline].to_numpy(dtype=float),
+    )
+    return task.baseline, regression_metrics(actual, forecast)
 
 
 def check_parts(use_case: UseCase, split: DataSplit) -> None:

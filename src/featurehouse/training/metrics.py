@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import (
+    accuracy_score,
     average_precision_score,
     f1_score,
     mean_absolute_error,
@@ -36,11 +37,13 @@ def classification_metrics(
     """
     if len(labels) == 0:
         return dict.fromkeys(
-            ("precision", "recall", "f1", "roc_auc", "pr_auc", "positive_rate"), float("nan")
+            ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "positive_rate"),
+            float("nan"),
         ) | {"rows": 0.0}
     predicted = (scores >= threshold).astype(int)
     two_classes = len(np.unique(labels)) == 2
     return {
+        "accuracy": float(accuracy_score(labels, predicted)),
         "precision": float(precision_score(labels, predicted, zero_division=0)),
         "recall": float(recall_score(labels, predicted, zero_division=0)),
         "f1": float(f1_score(labels, predicted, zero_division=0)),
@@ -65,15 +68,17 @@ def symmetric_mape(actual: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE, sMAPE and R² (NaN where undefined: no rows, or R² of a constant target)."""
+    """MSE, RMSE, MAE, sMAPE and R² (NaN where undefined: no rows, or R² of a constant target)."""
     if len(actual) == 0:
-        return dict.fromkeys(("mae", "rmse", "smape", "r2", "mean_actual"), float("nan")) | {
+        return dict.fromkeys(("mse", "rmse", "mae", "smape", "r2", "mean_actual"), float("nan")) | {
             "rows": 0.0
         }
     constant = np.all(actual == actual[0])
+    mse = float(mean_squared_error(actual, predicted))
     return {
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
         "mae": float(mean_absolute_error(actual, predicted)),
-        "rmse": float(np.sqrt(mean_squared_error(actual, predicted))),
         "smape": symmetric_mape(actual, predicted),
         "r2": float("nan") if constant else float(r2_score(actual, predicted)),
         "mean_actual": float(np.mean(actual)),

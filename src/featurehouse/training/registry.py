@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -78,3 +82,64 @@ def should_promote(
 def set_alias(client: MlflowClient, ref: ModelVersionRef, alias: str) -> None:
     client.set_registered_model_alias(ref.name, alias, ref.version)
     log.info("%s version %s is now %s", ref.name, ref.version, alias)
+
+
+# --- champion history: who made which version champion, when and why -------------------------
+
+CHAMPION_HISTORY_TAG = "champion_history"
+
+
+@dataclass(frozen=True)
+class ChampionChange:
+    version: str
+    at: str  # ISO time, UTC
+    by: str
+    reason: str
+    action: str  # "promote" or "rollback"
+    replaced: str | None = None  # the version that was champion before
+
+
+def champion_history(client: MlflowClient, name: str) -> list[ChampionChange]:
+    """Every change of the `champion` alias, oldest first (a JSON list in a model tag)."""
+    try:
+        tags = client.get_registered_model(name).tags
+    except MlflowException:
+        return []
+    return [ChampionChange(**entry) for entry in json.loads(tags.get(CHAMPION_HISTORY_TAG, "[]"))]
+
+
+def current_user() -> str:
+    """Who runs this: the Databricks user or service principal, else the login name."""
+    return os.environ.get("DATABRICKS_USER") or getpass.getuser()
+
+
+def make_champion(
+    client: MlflowClient, ref: ModelVersionRef, *, reason: str, action: str = "promote"
+) -> ChampionChange:
+    """Move `champion` to `ref` and record who, when and why: in the model's champion
+    history and as tags of the version."""
+    before = version_with_alias(client, ref.name, CHAMPION)
+    change = ChampionChange(
+        version=ref.version,
+        at=datetime.now(UTC).isoformat(timespec="seconds"),
+        by=current_user(),
+        reason=reason,
+        action=action,
+        replaced=before.version if before else None,
+    )
+    history = [asdict(c) for c in champion_history(client, ref.name)] + [asdict(change)]
+    client.set_registered_model_tag(ref.name, CHAMPION_HISTORY_TAG, json.dumps(history))
+    for key in ("at", "by", "reason", "action"):
+        client.set_model_version_tag(ref.name, ref.version, f"champion_{key}", getattr(change, key))
+    set_alias(client, ref, CHAMPION)
+    return change
+
+
+def previous_champion(history: list[ChampionChange], current: str) -> str | None:
+    """The newest earlier champion that is neither the current one nor one rolled back
+    from (two rollbacks in a row go two champions back, not back and forth)."""
+    rolled_back = {c.replaced for c in history if c.action == "rollback"}
+    for change in reversed(history):
+        if change.version != current and change.version not in rolled_back:
+            return change.version
+    return None

@@ -1,10 +1,13 @@
 """The training job of a use case, in four steps:
 
 1. build the point-in-time training set from Feast (`training.dataset`);
-2. fit and evaluate (`training.evaluate`);
-3. log the run to MLflow: parameters, metrics, the training-set spec, the drift reference;
-4. register the model as `challenger`, and promote it to `champion` if it beats the
-   champion on the same test window.
+2. select, fit and evaluate (`training.evaluate`): candidates tuned on the validation
+   window, the winner refitted and evaluated once on the test window beside a baseline;
+3. log the run to MLflow: the trials as nested runs, parameters, metrics, plots,
+   permutation importance, the training-set spec, the test window and the drift reference;
+4. register the model as the use case's `challenger`.
+
+Promotion is its own gated step: `featurehouse.training.validation`.
 """
 
 from __future__ import annotations
@@ -16,32 +19,21 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from sklearn.inspection import permutation_importance
 
 from featurehouse.config import Settings
 from featurehouse.io import Lakehouse
 from featurehouse.store.feast_store import feature_references, feature_store
 from featurehouse.store.training_set import TrainingSetSpec
+from featurehouse.training import plots
 from featurehouse.training.dataset import SPEC_ARTIFACT, build_training_dataset
-from featurehouse.training.evaluate import (
-    Evaluation,
-    fit_and_evaluate,
-    predict,
-    promotion_metric,
-    task_metrics,
-)
-from featurehouse.training.registry import (
-    CHALLENGER,
-    CHAMPION,
-    ModelVersionRef,
-    configure_mlflow,
-    set_alias,
-    should_promote,
-    version_with_alias,
-)
+from featurehouse.training.evaluate import Evaluation, fit_and_evaluate, predict, promotion_metric
+from featurehouse.training.registry import CHALLENGER, ModelVersionRef, configure_mlflow, set_alias
 from featurehouse.usecase import EVENT_TIMESTAMP, Classification, UseCase
 
 log = logging.getLogger(__name__)
@@ -53,10 +45,13 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.utils.validation.check_array",
     "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss.loss.HalfPoissonLoss",
     "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.link.LogLink",
     "sklearn._loss.link.Interval",
 ]
 REFERENCE_ARTIFACT = "reference/training_reference.parquet"
+TEST_WINDOW_ARTIFACT = "evaluation/test_window.parquet"
 THRESHOLD_TAG = "decision_threshold"
 
 
@@ -65,12 +60,13 @@ class TrainingResult:
     use_case: str
     run_id: str
     model: ModelVersionRef
+    candidate: str
+    params: dict
+    trials: int
     test_metrics: dict[str, float]
-    baseline_metrics: dict[str, float] | None
+    baseline: str
+    baseline_metrics: dict[str, float]
     promotion_metric: str
-    champion_metric: float | None
-    promoted: bool
-    champion_version: str
 
 
 def train(lake: Lakehouse, settings: Settings, use_case: UseCase) -> TrainingResult:
@@ -83,26 +79,43 @@ def train(lake: Lakehouse, settings: Settings, use_case: UseCase) -> TrainingRes
     )
     uc_settings = settings.use_case(use_case.name)
     metric = promotion_metric(use_case, uc_settings)
-    evaluation = fit_and_evaluate(use_case, frame, uc_settings)
+    evaluation = fit_and_evaluate(use_case, frame, uc_settings, metric)
 
     configure_mlflow(settings, use_case.name)
     with mlflow.start_run(run_name=f"train-{use_case.name}") as run:
-        log_run(lake, settings, use_case, frame, evaluation, spec)
+        log_trials(evaluation, metric)
+        log_run(lake, settings, use_case, frame, evaluation, spec, metric)
+        log_plots(use_case, evaluation, uc_settings.training.importance_rows)
         challenger = register(settings, use_case, evaluation, run.info.run_id)
-        champion, champion_metric, promoted = promote(
-            settings, use_case, challenger, evaluation, metric
-        )
+    log.info(
+        "%s: trained %s (%d trials), %s %.4f on the test window (baseline %s %.4f)",
+        use_case.name, evaluation.candidate, len(evaluation.trials), metric,
+        evaluation.test_metrics[metric], evaluation.baseline_name,
+        evaluation.baseline_metrics[metric],
+    )  # fmt: skip
     return TrainingResult(
         use_case=use_case.name,
         run_id=run.info.run_id,
         model=challenger,
+        candidate=evaluation.candidate,
+        params=dict(evaluation.inputs.params),
+        trials=len(evaluation.trials),
         test_metrics=evaluation.test_metrics,
-        baseline_metrics=evaluation.metrics.get("baseline_test"),
+        baseline=evaluation.baseline_name,
+        baseline_metrics=evaluation.baseline_metrics,
         promotion_metric=metric,
-        champion_metric=champion_metric,
-        promoted=promoted,
-        champion_version=challenger.version if promoted else champion.version,
     )
+
+
+def log_trials(evaluation: Evaluation, metric: str) -> None:
+    """Each tuning trial as a nested run: its candidate, parameters and validation metrics."""
+    for number, trial in enumerate(evaluation.trials):
+        with mlflow.start_run(run_name=f"trial-{number}-{trial.candidate}", nested=True):
+            mlflow.log_params({"candidate": trial.candidate, **trial.params})
+            mlflow.log_metrics(
+                {f"validation_{k}": v for k, v in trial.validation_metrics.items() if v == v}
+            )
+            mlflow.set_tag("selection_metric", metric)
 
 
 def log_run(
@@ -112,15 +125,20 @@ def log_run(
     frame: pd.DataFrame,
     evaluation: Evaluation,
     spec: TrainingSetSpec,
+    metric: str,
 ) -> None:
-    """Parameters, metrics per part, feature references, the spec and the drift reference."""
-    uc_settings = settings.use_case(use_case.name)
+    """Parameters, metrics per part, feature references, the spec, the test window and the
+    drift reference."""
     split = evaluation.split
     service = settings.feature_service(use_case.name)
     params = {
-        **{f"model_{k}": v for k, v in uc_settings.model.items()},
+        **{f"model_{k}": v for k, v in evaluation.inputs.params.items()},
         "use_case": use_case.name,
         "task": use_case.task.kind,
+        "candidate": evaluation.candidate,
+        "trials": len(evaluation.trials),
+        "selection_metric": metric,
+        "baseline": evaluation.baseline_name,
         "label": use_case.label.name,
         "label_horizon": str(use_case.label.horizon),
         "spine_every": str(use_case.spine.every),
@@ -146,11 +164,21 @@ def log_run(
         "features.json",
     )
     mlflow.log_dict(spec.to_dict(), SPEC_ARTIFACT)
+    uc_settings = settings.use_case(use_case.name)
+    columns = [*use_case.keys, EVENT_TIMESTAMP, *evaluation.inputs.columns, use_case.label.name]
+    _log_frame(split.test[columns], TEST_WINDOW_ARTIFACT)
     held_out = pd.concat([split.validation, split.test])
     _log_reference(
         use_case, evaluation, held_out, uc_settings.training.reference_sample_rows,
         uc_settings.training.random_state,
     )  # fmt: skip
+
+
+def _log_frame(frame: pd.DataFrame, artifact: str) -> None:
+    with TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact).name
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(artifact).parent))
 
 
 def _log_reference(
@@ -165,10 +193,65 @@ def _log_reference(
     sample = held_out.sample(n=min(max_rows, len(held_out)), random_state=seed)
     reference = sample[[EVENT_TIMESTAMP, *columns]].copy()
     reference[use_case.task.prediction] = predict(evaluation.model, use_case.task, sample[columns])
-    with TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
-        reference.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+    _log_frame(reference, REFERENCE_ARTIFACT)
+
+
+def log_plots(use_case: UseCase, evaluation: Evaluation, importance_rows: int) -> None:
+    """The task's evaluation plots and the permutation importance, as run artifacts."""
+    test = evaluation.split.test
+    labels = test[use_case.label.name].to_numpy()
+    predictions = evaluation.test_predictions
+    figures = {}
+    if isinstance(use_case.task, Classification) and len(np.unique(labels)) == 2:
+        threshold = evaluation.threshold
+        figures = {
+            "roc_curve": plots.roc_curve_figure(labels, predictions, 0.5),
+            "precision_recall": plots.precision_recall_figure(labels, predictions, threshold),
+            "confusion_matrix": plots.confusion_matrix_figure(labels, predictions, threshold),
+            "calibration": plots.calibration_figure(labels, predictions),
+        }
+    elif not isinstance(use_case.task, Classification):
+        residuals = labels.astype(float) - predictions
+        figures = {
+            "predicted_vs_actual": plots.predicted_vs_actual_figure(labels, predictions),
+            "residuals_over_time": plots.residuals_over_time_figure(
+                test[EVENT_TIMESTAMP], residuals
+            ),
+        }
+        if use_case.segments:
+            figures["residuals_by_segment"] = plots.residuals_by_segment_figure(
+                {s: test[s] for s in use_case.segments}, residuals
+            )
+    importances = feature_importance(use_case, evaluation, importance_rows)
+    mlflow.log_dict(
+        importances.sort_values(ascending=False).to_dict(), "evaluation/importance.json"
+    )
+    figures["permutation_importance"] = plots.importance_figure(importances)
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{name}.png")
+        plots.plt.close(figure)
+
+
+def feature_importance(use_case: UseCase, evaluation: Evaluation, rows: int) -> pd.Series:
+    """Permutation importance on a sample of the test window, by the task's ranking metric."""
+    test = evaluation.split.test
+    sample = test.sample(n=min(rows, len(test)), random_state=0)
+    classifier = isinstance(use_case.task, Classification)
+    columns = evaluation.inputs.columns
+    result = permutation_importance(
+        evaluation.model,
+        sample[columns],
+        sample[use_case.label.name],
+        scoring="average_precision" if classifier else "neg_root_mean_squared_error",
+        n_repeats=3,
+        random_state=0,
+    )
+    return pd.Series(result.importances_mean, index=columns)
+
+
+def model_requirements() -> list[str]:
+    """What loading the logged model needs, pinned to the versions it was trained with."""
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "numpy", "pandas", "skops")]
 
 
 def register(
@@ -202,10 +285,10 @@ def register(
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description=use_case.description)
-    version = client.create_model_version(
+    registered = client.create_model_version(
         name, info.model_uri, run_id=run_id, model_id=info.model_id
     )
-    challenger = ModelVersionRef(name, str(version.version), run_id)
+    challenger = ModelVersionRef(name, str(registered.version), run_id)
     if evaluation.threshold is not None:
         client.set_model_version_tag(
             challenger.name, challenger.version, THRESHOLD_TAG, str(evaluation.threshold)
@@ -214,58 +297,18 @@ def register(
     return challenger
 
 
-def model_requirements() -> list[str]:
-    """What loading the logged model needs, pinned to the versions it was trained with."""
-    return [f"{name}=={version(name)}" for name in ("scikit-learn", "numpy", "pandas", "skops")]
-
-
-def promote(
-    settings: Settings,
-    use_case: UseCase,
-    challenger: ModelVersionRef,
-    evaluation: Evaluation,
-    metric: str,
-) -> tuple[ModelVersionRef | None, float | None, bool]:
-    """(champion before, its score on the challenger's test window, promoted?)."""
-    client = MlflowClient()
-    champion = version_with_alias(client, challenger.name, CHAMPION)
-    champion_metric = _score_champion(champion, use_case, evaluation, metric)
-    if champion_metric is not None:
-        mlflow.log_metric(f"champion_test_{metric}", champion_metric)
-    cfg = settings.use_case(use_case.name).training
-    promoted = should_promote(
-        metric, evaluation.test_metrics[metric], champion_metric, cfg.min_improvement
-    )
-    if promoted:
-        set_alias(client, challenger, CHAMPION)
-    mlflow.set_tag("promoted_to_champion", str(promoted).lower())
-    return champion, champion_metric, promoted
-
-
-def _score_champion(
-    champion: ModelVersionRef | None, use_case: UseCase, evaluation: Evaluation, metric: str
-) -> float | None:
-    """The champion's score on the challenger's test window; None when it cannot be scored there."""
-    if champion is None:
-        return None
-    model = mlflow.sklearn.load_model(champion.uri)
-    test = evaluation.split.test
-    try:
-        predictions = predict(model, use_case.task, test[list(model.feature_names_in_)])
-    except (KeyError, AttributeError) as exc:
-        log.warning("champion %s cannot score the test window (%s)", champion.version, exc)
-        return None
-    threshold = decision_threshold(champion)
-    labels = test[use_case.label.name].to_numpy()
-    return task_metrics(use_case.task, labels, predictions, threshold)[metric]
-
-
-def decision_threshold(version: ModelVersionRef) -> float | None:
-    """A classifier version's decision threshold (None for a regressor)."""
+def registered_threshold(version: ModelVersionRef) -> float | None:
+    """A classifier version's decision threshold from its registry tag (None for a
+    regressor), for code that loads the model as pyfunc, which hides the threshold."""
     tags = MlflowClient().get_model_version(version.name, version.version).tags
     return float(tags[THRESHOLD_TAG]) if THRESHOLD_TAG in tags else None
 
 
 def load_reference(run_id: str) -> pd.DataFrame:
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_ARTIFACT)
+    return pd.read_parquet(path)
+
+
+def load_test_window(run_id: str) -> pd.DataFrame:
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=TEST_WINDOW_ARTIFACT)
     return pd.read_parquet(path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from featurehouse.training.models import boosted_trees_regressor
-from featurehouse.usecase import Label, Regression, Spine, UseCase
+from featurehouse.usecase import Candidate, Label, Regression, Spine, UseCase
 from featurehouse.usecases.bike_sharing.datasets import BIKE_SYSTEM, RENTALS
 from featurehouse.usecases.bike_sharing.features import HORIZON, HOURLY_FEATURES, WEEK_AGO
 
@@ -25,6 +25,16 @@ USE_CASE = UseCase(
     spine=Spine(RENTALS, every=timedelta(hours=1)),
     label=Label("rentals_next_6h", "sum", RENTALS, horizon=HORIZON, column="cnt"),
     task=Regression(prediction="rentals_next_6h_forecast", baseline=WEEK_AGO),
-    model=boosted_trees_regressor,
+    candidates=(
+        Candidate(
+            "boosted_trees",
+            boosted_trees_regressor,
+            {
+                "learning_rate": (0.05, 0.1),
+                "max_leaf_nodes": (15, 31),
+                "loss": ("poisson", "squared_error"),
+            },
+        ),
+    ),
     model_name="bike_rentals",
 )

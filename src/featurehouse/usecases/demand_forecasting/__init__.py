@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from featurehouse.training.models import boosted_trees_regressor
-from featurehouse.usecase import Label, Regression, Simulator, Spine, UseCase
+from featurehouse.usecase import Candidate, Label, Regression, Simulator, Spine, UseCase
 from featurehouse.usecases.demand_forecasting.datasets import DATASETS, SALES, STORE_ITEM
 from featurehouse.usecases.demand_forecasting.features import (
     DAILY_FEATURES,
@@ -28,7 +28,18 @@ USE_CASE = UseCase(
     spine=Spine(SALES, every=timedelta(days=1)),
     label=Label("units_next_7d", "sum", SALES, horizon=timedelta(days=7), column="units"),
     task=Regression(prediction="units_next_7d_forecast", baseline=SUM_7D),
-    model=boosted_trees_regressor,
+    candidates=(
+        Candidate(
+            "boosted_trees",
+            boosted_trees_regressor,
+            {
+                "learning_rate": (0.05, 0.1),
+                "max_leaf_nodes": (15, 31),
+                "loss": ("poisson", "squared_error"),
+            },
+        ),
+    ),
     model_name="store_item_demand",
     simulator=Simulator(spec=DemandSpec, write=write_demand),
+    segments=("category", "store_type"),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from featurehouse.training.models import boosted_trees_classifier
-from featurehouse.usecase import Classification, Label, Simulator, Spine, UseCase
+from featurehouse.usecase import Candidate, Classification, Label, Simulator, Spine, UseCase
 from featurehouse.usecases.predictive_maintenance.datasets import (
     DATASETS,
     FAILURES,
@@ -34,7 +34,14 @@ USE_CASE = UseCase(
     spine=Spine(TELEMETRY, every=timedelta(hours=3)),
     label=Label("failure_within_horizon", "event", FAILURES, horizon=timedelta(hours=24)),
     task=Classification(prediction="failure_probability", flag="predicted_failure"),
-    model=boosted_trees_classifier,
+    candidates=(
+        Candidate(
+            "boosted_trees",
+            boosted_trees_classifier,
+            {"learning_rate": (0.05, 0.1), "max_leaf_nodes": (15, 31), "l2_regularization": (0, 1)},
+        ),
+    ),
     model_name="machine_failure",
     simulator=Simulator(spec=FleetSpec, write=write_fleet),
+    segments=("model",),
 )
