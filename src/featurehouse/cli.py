@@ -339,7 +339,9 @@ def online(
     (row,) = jobs.online_rows(settings, uc, [_parse_keys(key, list(uc.keys))])
     entity = ", ".join(f"{k}={v}" for k, v in row.keys.items())
     if not row.found:
-        typer.echo(f"{entity}: no online features (never materialized)")
+        typer.echo(
+            f"{entity}: not found in the online store (unknown entity, or never materialized)"
+        )
         return
     oldest = f"{row.oldest_event_timestamp:%Y-%m-%d %H:%M:%S} UTC"
     typer.echo(f"{entity}: {row.status}, features as of {oldest} (the oldest view's)")

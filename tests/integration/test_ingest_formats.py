@@ -17,6 +17,7 @@ from featurehouse.errors import InputDataError
 from featurehouse.ingest import ingest_dataset, ingest_use_case
 from featurehouse.io import Lakehouse
 from featurehouse.usecase import (
+    Candidate,
     Column,
     Csv,
     DateAndHour,
@@ -63,7 +64,7 @@ SHOP = UseCase(
     spine=Spine(SALES, every=timedelta(hours=1)),
     label=Label("units_next_day", "sum", SALES, horizon=timedelta(days=1), column="units"),
     task=Regression(prediction="predicted_units"),
-    model=lambda inputs: None,
+    candidates=(Candidate("none", lambda inputs: None),),
     model_name="units_model",
 )
 
