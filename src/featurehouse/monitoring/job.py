@@ -11,7 +11,7 @@ import pyspark.sql.functions as F
 from mlflow.tracking import MlflowClient
 
 from featurehouse.config import Settings
-from featurehouse.errors import FeaturehouseError
+from featurehouse.errors import FeaturehouseError, NoChampionError
 from featurehouse.io import Lakehouse
 from featurehouse.monitoring.drift import (
     ColumnDrift,
@@ -102,7 +102,7 @@ def detect_drift(lake: Lakehouse, settings: Settings, use_case: UseCase) -> Drif
     model_name = settings.model_name(use_case.name, use_case.model_name)
     champion = version_with_alias(MlflowClient(), model_name, CHAMPION)
     if champion is None:
-        raise FeaturehouseError(
+        raise NoChampionError(
             f"no '{CHAMPION}' version of model {model_name} to monitor: run the training job first"
         )
     reference = load_reference(champion.run_id)
