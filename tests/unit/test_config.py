@@ -120,13 +120,13 @@ def test_a_key_given_twice_in_one_file_is_an_error(conf_dir):
 
 def test_a_use_case_file_adds_a_use_case_without_touching_base_yml(conf_dir):
     (conf_dir / "use_cases" / "tiny.yml").write_text(
-        "declaration: some.module:USE_CASE\nmodel: {alpha: 0.5}\n"
+        "declaration: some.module:USE_CASE\nmodels: {ridge: {alpha: 0.5}}\n"
     )
 
     tiny = load_settings("local", conf_dir=conf_dir).use_case("tiny")
 
     assert tiny.declaration == "some.module:USE_CASE"
-    assert tiny.model == {"alpha": 0.5}
+    assert tiny.models == {"ridge": {"alpha": 0.5}}
     assert tiny.training.test_fraction == 0.2  # from the defaults
 
 
