@@ -1,29 +1,55 @@
-"""Drift statistics between a reference sample and a current sample.
+"""Drift verdicts: every statistic per column, window comparison and slice, the verdict of
+each column, and the verdict of the dataset.
 
-Pure numpy/scipy code on bounded samples: callers collect the windows from Spark into pandas
-first, so these functions stay cheap to test and independent of any cluster.
+The statistics come from `featurehouse.monitoring.statistics` on what
+`featurehouse.monitoring.spark_drift.measure` counted over the whole windows. Which statistic
+decides a column's verdict is configurable (`DriftThresholds.numeric_test`,
+`categorical_test`); every statistic is reported either way.
 
-Each column gets two complementary tests. The population stability index (PSI) measures how far
-the mass moved between the reference's quantile bins, which stays meaningful on large samples.
-The two-sample Kolmogorov-Smirnov test catches shape changes PSI's coarse bins can hide, but on
-big samples its p-value flags shifts too small to matter, so a column only counts as KS-drifted
-when the statistic itself (the largest CDF gap) is also large.
+Default verdicts. A numeric column drifted when its PSI (reference deciles) reaches `psi`, or
+when the KS test is significant (p below `ks_pvalue`) *and* its statistic reaches
+`ks_statistic`: on whole windows of many thousand rows, p-values alone flag shifts too small
+to matter. A categorical column drifted when the chi-square test is significant and the total
+variation distance reaches `total_variation`, for the same reason.
+
+Columns that cannot be compared get a status instead of statistics, never a silent pass:
+
+- ``no_rows``: the current window (or slice) has no rows; ``no_reference_rows``: the reference
+  has none. Not assessed (``drifted`` is None).
+- ``all_null``: null in every row of both windows. Not assessed.
+- ``all_null_current`` / ``all_null_reference``: null in every row of one window while the
+  other has values. Drifted: a feature that stops (or starts) arriving is drift.
+
+A constant column is compared like any other (its one bin edge is its value), with a note; a
+category the reference never had is listed in ``unseen_categories``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
-PSI_EPSILON = 1e-4
-"""Proportion given to empty bins so ln(c / r) stays finite; small enough not to mask real drift."""
+from featurehouse.monitoring import statistics as st
+from featurehouse.monitoring.spark_drift import (
+    ALL,
+    CATEGORICAL,
+    NUMERIC,
+    Measurements,
+    MonitoredColumn,
+    SliceId,
+)
 
-KINDS = ("feature", "prediction")
+NUMERIC_TESTS = ("psi_or_ks", "ks", "wasserstein", "psi", "kl_divergence", "jensenshannon")
+CATEGORICAL_TESTS = ("chi2_and_tv", "chi2", "total_variation", "l_infinity", "jensenshannon")
+
+ASSESSED = "assessed"
+NO_ROWS = "no_rows"
+NO_REFERENCE_ROWS = "no_reference_rows"
+ALL_NULL = "all_null"
+ALL_NULL_CURRENT = "all_null_current"
+ALL_NULL_REFERENCE = "all_null_reference"
 
 
 @dataclass(frozen=True)
@@ -31,209 +57,373 @@ class DriftThresholds:
     """When a column, and the dataset as a whole, counts as drifted."""
 
     psi: float = 0.2
-    """PSI at or above this means the column drifted."""
     ks_pvalue: float = 0.01
-    """KS p-value below this, together with ``ks_statistic``, means the column drifted."""
     ks_statistic: float = 0.1
-    """KS statistic at or above this is required too: p-values alone flag trivial shifts on big
-    samples."""
+    """For "psi_or_ks": the KS statistic must reach this too."""
+    wasserstein: float = 0.1
+    """Normalised Wasserstein distance (in reference standard deviations)."""
+    kl_divergence: float = 0.1
+    jensenshannon: float = 0.1
+    chi2_pvalue: float = 0.01
+    total_variation: float = 0.1
+    """For "chi2_and_tv" and "total_variation"."""
+    l_infinity: float = 0.1
     drift_share: float = 0.3
-    """The dataset drifted when at least this share of feature columns drifted, or the prediction
-    column drifted."""
+    """The dataset drifted when at least this share of feature columns drifted, or the
+    prediction column drifted."""
+    numeric_test: str = "psi_or_ks"
+    categorical_test: str = "chi2_and_tv"
 
     def __post_init__(self) -> None:
-        if self.psi < 0:
-            raise ValueError(f"psi threshold must be non-negative, got {self.psi}")
-        if not 0 < self.ks_pvalue < 1:
-            raise ValueError(f"ks_pvalue threshold must be in (0, 1), got {self.ks_pvalue}")
-        if not 0 <= self.ks_statistic <= 1:
-            raise ValueError(f"ks_statistic threshold must be in [0, 1], got {self.ks_statistic}")
+        for name in ("psi", "wasserstein", "kl_divergence", "jensenshannon"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} threshold must be positive, got {getattr(self, name)}")
+        for name in ("ks_pvalue", "chi2_pvalue"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} threshold must be in (0, 1), got {getattr(self, name)}")
+        for name in ("ks_statistic", "total_variation", "l_infinity"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} threshold must be in [0, 1], got {getattr(self, name)}")
         if not 0 < self.drift_share <= 1:
             raise ValueError(f"drift_share must be in (0, 1], got {self.drift_share}")
+        if self.numeric_test not in NUMERIC_TESTS:
+            raise ValueError(
+                f"numeric_test must be one of {NUMERIC_TESTS}, got {self.numeric_test!r}"
+            )
+        if self.categorical_test not in CATEGORICAL_TESTS:
+            raise ValueError(
+                f"categorical_test must be one of {CATEGORICAL_TESTS}, got {self.categorical_test!r}"
+            )
+
+    def test_of(self, data_type: str) -> str:
+        return self.numeric_test if data_type == NUMERIC else self.categorical_test
 
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """Drift verdict for one column.
-
-    Statistics are None when either side has no non-null values: such a column cannot be assessed,
-    so it is reported (an empty column is itself worth seeing) but not counted as drifted.
-    """
+    """One column of one slice, current window against a reference window."""
 
     column: str
     kind: str
     """"feature" or "prediction"."""
+    data_type: str
+    """"numeric" or "categorical"."""
+    comparison: str
+    """E.g. "baseline" (against the training reference) or "consecutive" (previous window)."""
+    reference_window: str
+    current_window: str
+    slice_key: str | None
+    slice_value: str | None
     reference_rows: int
-    """Non-null reference values used."""
+    """Non-null reference values."""
     current_rows: int
-    """Non-null current values used."""
-    ks_statistic: float | None
-    ks_pvalue: float | None
-    psi: float | None
-    drifted: bool
+    """Non-null current values."""
+    status: str
+    drifted: bool | None
+    """None when the column could not be assessed (see the module docstring)."""
+    test: str
+    """The test that decides `drifted`."""
+    note: str | None = None
+    ks_statistic: float | None = None
+    ks_error_bound: float | None = None
+    ks_pvalue: float | None = None
+    psi: float | None = None
+    kl_divergence: float | None = None
+    jensenshannon: float | None = None
+    wasserstein: float | None = None
+    wasserstein_normalised: float | None = None
+    chi2_statistic: float | None = None
+    chi2_pvalue: float | None = None
+    total_variation: float | None = None
+    l_infinity: float | None = None
+    unseen_categories: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def assessed(self) -> bool:
+        return self.drifted is not None
 
 
-def population_stability_index(reference: Any, current: Any, bins: int = 10) -> float:
-    """Population stability index of ``current`` against ``reference``.
-
-    ``PSI = sum_i (c_i - r_i) * ln(c_i / r_i)``, where ``r_i`` and ``c_i`` are the proportions of
-    the reference and current values falling in bin ``i``. It is the symmetric KL divergence
-    between the binned distributions: 0 when they match, growing as mass moves between bins.
-    Empty bins get proportion ``PSI_EPSILON`` (1e-4) instead of 0 so the log stays finite.
-
-    The bins come from the reference alone so that the measure is anchored to what the model was
-    trained or validated on: the edges are the reference's ``1/bins`` quantiles, deduplicated so
-    constant and low-cardinality columns still yield valid (just fewer) bins, and the outer bins
-    are open, ``(-inf, q_1]`` and ``(q_last, +inf)``, so current values outside the reference range
-    are counted rather than dropped. Bins are closed on the right, like ``pandas.cut``, so a value
-    equal to an edge falls in the lower bin.
-
-    NaN (and other nulls) are ignored on both sides.
-    """
-    if bins < 2:
-        raise ValueError(f"bins must be at least 2, got {bins}")
-    reference_values = _non_null(reference)
-    current_values = _non_null(current)
-    _require_values(reference_values, current_values)
-    inner_edges = _quantile_edges(reference_values, bins)
-    reference_share = _bin_proportions(reference_values, inner_edges)
-    current_share = _bin_proportions(current_values, inner_edges)
-    return float(
-        np.sum((current_share - reference_share) * np.log(current_share / reference_share))
-    )
-
-
-def ks_test(reference: Any, current: Any) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov statistic and p-value, ignoring NaN.
-
-    The statistic is the largest gap between the two empirical CDFs, so unlike PSI it does not
-    depend on a binning choice.
-    """
-    reference_values = _non_null(reference)
-    current_values = _non_null(current)
-    _require_values(reference_values, current_values)
-    result = stats.ks_2samp(reference_values, current_values)
-    return float(result.statistic), float(result.pvalue)
+def compare(
+    measurements: Measurements,
+    *,
+    reference: str,
+    current: str,
+    comparison: str,
+    thresholds: DriftThresholds,
+) -> list[ColumnDrift]:
+    """Every column of every slice (the whole window first), `current` against `reference`,
+    which must have been one of the measurement's reference windows."""
+    results = []
+    for slice_id in measurements.slice_ids([reference, current]):
+        for column in measurements.columns:
+            results.append(
+                column_drift(
+                    measurements,
+                    column,
+                    slice_id,
+                    reference=reference,
+                    current=current,
+                    comparison=comparison,
+                    thresholds=thresholds,
+                )
+            )
+    return results
 
 
 def column_drift(
-    reference: pd.Series,
-    current: pd.Series,
+    measurements: Measurements,
+    column: MonitoredColumn,
+    slice_id: SliceId = ALL,
     *,
-    column: str,
-    kind: str,
+    reference: str,
+    current: str,
+    comparison: str,
     thresholds: DriftThresholds,
 ) -> ColumnDrift:
-    """PSI and KS statistics for one column, and whether they cross ``thresholds``."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    reference_values = _non_null(reference)
-    current_values = _non_null(current)
-    if reference_values.size == 0 or current_values.size == 0:
+    ref = measurements.profile(reference, slice_id, column.name)
+    cur = measurements.profile(current, slice_id, column.name)
+    base = {
+        "column": column.name,
+        "kind": column.kind,
+        "data_type": column.data_type,
+        "comparison": comparison,
+        "reference_window": reference,
+        "current_window": current,
+        "slice_key": slice_id[0],
+        "slice_value": slice_id[1],
+        "reference_rows": ref.count,
+        "current_rows": cur.count,
+        "test": thresholds.test_of(column.data_type),
+    }
+    where = "" if slice_id == ALL else f" for {slice_id[0]} = {slice_id[1]}"
+    if cur.rows == 0:
         return ColumnDrift(
-            column=column,
-            kind=kind,
-            reference_rows=int(reference_values.size),
-            current_rows=int(current_values.size),
-            ks_statistic=None,
-            ks_pvalue=None,
-            psi=None,
-            drifted=False,
+            **base, status=NO_ROWS, drifted=None, note=f"the {current} window has no rows{where}"
         )
-    ks_statistic, ks_pvalue = ks_test(reference_values, current_values)
-    psi = population_stability_index(reference_values, current_values)
+    if ref.rows == 0:
+        return ColumnDrift(
+            **base,
+            status=NO_REFERENCE_ROWS,
+            drifted=None,
+            note=f"the {reference} window has no rows{where}",
+        )
+    if ref.count == 0 and cur.count == 0:
+        return ColumnDrift(
+            **base, status=ALL_NULL, drifted=None, note=f"null in every row of both windows{where}"
+        )
+    if cur.count == 0:
+        return ColumnDrift(
+            **base,
+            status=ALL_NULL_CURRENT,
+            drifted=True,
+            note=f"null in all {cur.rows} rows of the {current} window{where};"
+            f" the {reference} window has {ref.count} values",
+        )
+    if ref.count == 0:
+        return ColumnDrift(
+            **base,
+            status=ALL_NULL_REFERENCE,
+            drifted=True,
+            note=f"null in all {ref.rows} rows of the {reference} window{where};"
+            f" the {current} window has {cur.count} values",
+        )
+    if column.data_type == CATEGORICAL:
+        return _categorical(measurements, column, slice_id, reference, current, base, thresholds)
+    return _numeric(measurements, column, slice_id, reference, current, base, thresholds)
+
+
+def _numeric(
+    m: Measurements,
+    column: MonitoredColumn,
+    slice_id: SliceId,
+    reference: str,
+    current: str,
+    base: dict,
+    thresholds: DriftThresholds,
+) -> ColumnDrift:
+    ref_profile = m.profile(reference, slice_id, column.name)
+    ref = m.histogram(reference, slice_id, column.name)
+    cur = m.histogram(current, slice_id, column.name)
+    edges = m.edges[column.name]
+    ks = st.ks_on_grid(ref.counts, cur.counts)
+    wasserstein = st.wasserstein_on_grid(edges, ref.counts, ref.sums, cur.counts, cur.sums)
+    normalised = st.normalised_wasserstein(wasserstein, ref_profile.population_std)
+    coarse = m.coarse_edges[(reference, column.name)]
+    ref_coarse = st.coarsen(ref.counts, edges, coarse)
+    cur_coarse = st.coarsen(cur.counts, edges, coarse)
+    values = {
+        "ks_statistic": ks.statistic,
+        "ks_error_bound": ks.error_bound,
+        "ks_pvalue": ks.pvalue,
+        "psi": st.population_stability_index(ref_coarse, cur_coarse),
+        "kl_divergence": st.kl_divergence(ref_coarse, cur_coarse),
+        "jensenshannon": st.jensenshannon_distance(ref_coarse, cur_coarse),
+        "wasserstein": wasserstein,
+        "wasserstein_normalised": normalised,
+    }
+    note = None
+    if ref_profile.min == ref_profile.max:
+        note = f"constant in the {reference} window ({ref_profile.min:g})"
     return ColumnDrift(
-        column=column,
-        kind=kind,
-        reference_rows=int(reference_values.size),
-        current_rows=int(current_values.size),
-        ks_statistic=ks_statistic,
-        ks_pvalue=ks_pvalue,
-        psi=psi,
-        drifted=_is_drifted(psi, ks_statistic, ks_pvalue, thresholds),
+        **base,
+        status=ASSESSED,
+        drifted=numeric_drifted(thresholds, **values),
+        note=note,
+        **values,
     )
 
 
-def compare_frames(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    *,
-    feature_columns: Sequence[str],
-    prediction_column: str | None,
+def numeric_drifted(
     thresholds: DriftThresholds,
-) -> list[ColumnDrift]:
-    """One ``ColumnDrift`` per feature column, in the given order, then the prediction column.
-
-    Every column is checked against both frames before any statistic is computed, so a
-    misconfigured column list fails fast instead of after a partial report.
-    """
-    columns = [(name, "feature") for name in feature_columns]
-    if prediction_column is not None:
-        columns.append((prediction_column, "prediction"))
-    names = [name for name, _ in columns]
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        # A repeated feature would be counted twice in the dataset drift share.
-        raise ValueError(f"columns requested more than once: {duplicated}")
-    for frame_name, frame in (("reference", reference), ("current", current)):
-        missing = [name for name in names if name not in frame.columns]
-        if missing:
-            raise ValueError(f"columns missing from the {frame_name} frame: {missing}")
-    return [
-        column_drift(reference[name], current[name], column=name, kind=kind, thresholds=thresholds)
-        for name, kind in columns
-    ]
-
-
-def dataset_drifted(results: Sequence[ColumnDrift], thresholds: DriftThresholds) -> bool:
-    """Whether the dataset as a whole drifted.
-
-    A drifted prediction column is enough on its own: it is what the business consumes. Otherwise
-    at least ``thresholds.drift_share`` of all feature columns must have drifted; columns that could
-    not be assessed (no non-null values) count in the denominator, not as drifted.
-    """
-    if any(result.drifted for result in results if result.kind == "prediction"):
-        return True
-    features = [result for result in results if result.kind == "feature"]
-    if not features:
-        return False
-    drifted = sum(result.drifted for result in features)
-    # Compare the share, not drifted >= share * n: 0.3 * 10 is 3.0000000000000004 in floating point.
-    return drifted / len(features) >= thresholds.drift_share
-
-
-def _is_drifted(
-    psi: float, ks_statistic: float, ks_pvalue: float, thresholds: DriftThresholds
+    *,
+    ks_statistic: float,
+    ks_pvalue: float,
+    psi: float,
+    kl_divergence: float,
+    jensenshannon: float,
+    wasserstein_normalised: float,
+    **_: float,
 ) -> bool:
-    ks_drifted = ks_pvalue < thresholds.ks_pvalue and ks_statistic >= thresholds.ks_statistic
-    return psi >= thresholds.psi or ks_drifted
+    """The numeric verdict by `thresholds.numeric_test` (p-values: below the threshold;
+    distances: at or above it, as Evidently decides)."""
+    t = thresholds
+    return {
+        "psi_or_ks": psi >= t.psi or (ks_pvalue < t.ks_pvalue and ks_statistic >= t.ks_statistic),
+        "ks": ks_pvalue < t.ks_pvalue,
+        "wasserstein": wasserstein_normalised >= t.wasserstein,
+        "psi": psi >= t.psi,
+        "kl_divergence": kl_divergence >= t.kl_divergence,
+        "jensenshannon": jensenshannon >= t.jensenshannon,
+    }[t.numeric_test]
 
 
-def _non_null(values: Any) -> np.ndarray:
-    """Values as float64 without nulls; pandas handles nullable dtypes (pd.NA) on the way."""
-    array = pd.Series(values).to_numpy(dtype="float64", na_value=np.nan)
-    return array[~np.isnan(array)]
+def _categorical(
+    m: Measurements,
+    column: MonitoredColumn,
+    slice_id: SliceId,
+    reference: str,
+    current: str,
+    base: dict,
+    thresholds: DriftThresholds,
+) -> ColumnDrift:
+    ref = m.categories.get((reference, slice_id, column.name), {})
+    cur = m.categories.get((current, slice_id, column.name), {})
+    keys = sorted(k for k in {*ref, *cur} if k is not None)
+    ref_counts = np.asarray([ref.get(k, 0) for k in keys], dtype="float64")
+    cur_counts = np.asarray([cur.get(k, 0) for k in keys], dtype="float64")
+    result = st.categorical_drift(ref_counts, cur_counts)
+    unseen = tuple(k for k in keys if ref.get(k, 0) == 0 and cur.get(k, 0) > 0)
+    values = {
+        "chi2_statistic": result.chi2_statistic,
+        "chi2_pvalue": result.chi2_pvalue,
+        "total_variation": result.total_variation,
+        "l_infinity": result.l_infinity,
+        "jensenshannon": result.jensenshannon,
+    }
+    note = None
+    if unseen:
+        shown = ", ".join(unseen[:10]) + (
+            f" and {len(unseen) - 10} more" if len(unseen) > 10 else ""
+        )
+        note = f"categories never seen in the {reference} window: {shown}"
+    return ColumnDrift(
+        **base,
+        status=ASSESSED,
+        drifted=categorical_drifted(thresholds, **values),
+        note=note,
+        unseen_categories=unseen,
+        **values,
+    )
 
 
-def _require_values(reference: np.ndarray, current: np.ndarray) -> None:
-    for name, values in (("reference", reference), ("current", current)):
-        if values.size == 0:
-            raise ValueError(f"{name} has no non-null values")
+def categorical_drifted(
+    thresholds: DriftThresholds,
+    *,
+    chi2_pvalue: float,
+    total_variation: float,
+    l_infinity: float,
+    jensenshannon: float,
+    **_: float,
+) -> bool:
+    """The categorical verdict by `thresholds.categorical_test`."""
+    t = thresholds
+    return {
+        "chi2_and_tv": chi2_pvalue < t.chi2_pvalue and total_variation >= t.total_variation,
+        "chi2": chi2_pvalue < t.chi2_pvalue,
+        "total_variation": total_variation >= t.total_variation,
+        "l_infinity": l_infinity >= t.l_infinity,
+        "jensenshannon": jensenshannon >= t.jensenshannon,
+    }[t.categorical_test]
 
 
-def _quantile_edges(reference: np.ndarray, bins: int) -> np.ndarray:
-    """Inner bin edges: the reference's interior quantiles, sorted and deduplicated.
+@dataclass(frozen=True)
+class DatasetVerdict:
+    """The dataset's verdict from one comparison's whole-window results."""
 
-    The minimum and maximum are left out because the outer bins are open-ended.
+    features: int
+    drifted_features: tuple[str, ...]
+    unassessed_features: tuple[str, ...]
+    prediction: str | None
+    prediction_drifted: bool | None
+    drift_share: float
+    drifted: bool
+    reason: str | None = None
+    """Why nothing could be assessed (then `drifted` is False), e.g. an empty window."""
+
+    @property
+    def assessed(self) -> bool:
+        return self.reason is None
+
+    @property
+    def text(self) -> str:
+        """E.g. "3 of 40 feature columns drifted (below the 30% threshold): no dataset drift"."""
+        if self.reason is not None:
+            return f"not assessed: {self.reason}"
+        threshold = f"{self.drift_share * 100:g}%"
+        share = len(self.drifted_features) / self.features if self.features else 0.0
+        side = "at or above" if self.features and share >= self.drift_share else "below"
+        text = (
+            f"{len(self.drifted_features)} of {self.features} feature columns drifted"
+            f" ({side} the {threshold} threshold"
+        )
+        if self.unassessed_features:
+            text += f"; {len(self.unassessed_features)} could not be assessed"
+        text += ")"
+        if self.prediction_drifted:
+            text += f", and the prediction ({self.prediction}) drifted"
+        elif self.prediction is not None and self.prediction_drifted is None:
+            text += f", the prediction ({self.prediction}) could not be assessed"
+        return text + (": dataset drift" if self.drifted else ": no dataset drift")
+
+
+def dataset_verdict(results: Sequence[ColumnDrift], thresholds: DriftThresholds) -> DatasetVerdict:
+    """Whether the dataset drifted, from one comparison's whole-window (slice ALL) results.
+
+    A drifted prediction column is enough on its own: it is what the business consumes.
+    Otherwise at least `drift_share` of the feature columns must have drifted; columns that
+    could not be assessed count in the denominator, not as drifted. When the current or the
+    reference window has no rows at all, nothing is assessed and the verdict says so.
     """
-    interior = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-    return np.unique(np.quantile(reference, interior))
-
-
-def _bin_proportions(values: np.ndarray, inner_edges: np.ndarray) -> np.ndarray:
-    """Share of ``values`` in each right-closed bin, with empty bins raised to ``PSI_EPSILON``."""
-    # side="left" puts a value equal to an edge in the bin that edge closes: (edge_prev, edge].
-    bin_index = np.searchsorted(inner_edges, values, side="left")
-    counts = np.bincount(bin_index, minlength=inner_edges.size + 1)
-    proportions = counts / values.size
-    return np.where(proportions == 0, PSI_EPSILON, proportions)
+    whole = [r for r in results if r.slice_key is None]
+    features = [r for r in whole if r.kind == "feature"]
+    predictions = [r for r in whole if r.kind == "prediction"]
+    prediction = predictions[0] if predictions else None
+    reason = None
+    if whole and all(r.status in (NO_ROWS, NO_REFERENCE_ROWS) for r in whole):
+        reason = whole[0].note
+    drifted_features = tuple(r.column for r in features if r.drifted)
+    prediction_drifted = prediction.drifted if prediction is not None else None
+    # Compare the share, not drifted >= share * n: 0.3 * 10 is 3.0000000000000004.
+    share_reached = (
+        bool(features) and len(drifted_features) / len(features) >= thresholds.drift_share
+    )
+    return DatasetVerdict(
+        features=len(features),
+        drifted_features=drifted_features,
+        unassessed_features=tuple(r.column for r in features if not r.assessed),
+        prediction=prediction.column if prediction is not None else None,
+        prediction_drifted=prediction_drifted,
+        drift_share=thresholds.drift_share,
+        drifted=reason is None and (share_reached or bool(prediction_drifted)),
+        reason=reason,
+    )
