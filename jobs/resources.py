@@ -83,6 +83,8 @@ def volume_settings(settings: Settings) -> dict[str, Path]:
         "storage.staging_dir": settings.storage.staging_dir,
         "feast.store_dir": settings.feast.store_dir,
     }
+    if settings.serving.inference_log.enabled and settings.serving.inference_log.dir:
+        folders["serving.inference_log.dir"] = settings.serving.inference_log.dir
     for name in settings.enabled_use_cases:
         folders[f"use_cases.{name}.raw_dir"] = settings.raw_dir(name)
     return folders

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from featurehouse.serving.server import free_port
+
 REDIS_SERVER = "redis-server"
 
 
@@ -19,12 +21,6 @@ def redis_server_binary() -> str | None:
     return shutil.which(REDIS_SERVER) or (
         "/usr/bin/redis-server" if Path("/usr/bin/redis-server").is_file() else None
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _answers(port: int) -> bool:
@@ -42,7 +38,7 @@ def running_redis(folder: Path, timeout_s: float = 10.0) -> Iterator[str]:
     binary = redis_server_binary()
     if binary is None:
         raise FileNotFoundError("redis-server is not installed (make setup installs it)")
-    port = _free_port()
+    port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder)]
     # No snapshots and no append-only file: the data lives only as long as the test.

@@ -85,6 +85,8 @@ class TableNames(_Strict):
     alerts: str
     # Per window, column and slice: counts, nulls, mean, std, min, quantiles, max, distinct.
     drift_profile: str = "drift_profile"
+    # Every prediction the service answered (loaded from its batches by `inference-log`).
+    inference_log: str = "inference_log"
 
     @field_validator("*")
     @classmethod
@@ -271,6 +273,44 @@ class AlertSettings(_Strict):
         return self.webhook_url
 
 
+class InferenceLogSettings(_Strict):
+    """Every answered prediction, queued in memory and written in batches off the request
+    path (Parquet files), then loaded into each use case's `inference_log` Delta table.
+
+    A crash loses what is still queued: at most `batch_rows` rows or `flush_interval` of
+    traffic, whichever comes first (a graceful stop writes everything)."""
+
+    enabled: bool = True
+    # Where the batches land: <dir>/<use case>/pending/*.parquet. null locally:
+    # <storage.root>/serving/inference_log; on Databricks, a Unity Catalog volume.
+    dir: Path | None = None
+    batch_rows: int = Field(1000, ge=1)
+    flush_interval: Duration = timedelta(seconds=5)
+    # Rows held in memory at most; beyond it the oldest are dropped (and counted), so
+    # that a stuck disk never takes the service down.
+    max_queue_rows: int = Field(100_000, ge=1)
+
+
+class ServingSettings(_Strict):
+    """The prediction service (`featurehouse serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # Worker processes (each loads the models and polls the registry on its own).
+    workers: int = Field(1, ge=1)
+    # More entities than this in one request is refused with 413.
+    max_batch: int = Field(1000, ge=1)
+    # How often the registry's `champion` alias is checked; a moved alias is picked up
+    # without a restart.
+    poll_interval: Duration = timedelta(seconds=30)
+    # An entity whose features are older than a view's TTL is still predicted (as Feast
+    # still serves them), with status "expired <views>"; false refuses it per entity.
+    predict_expired: bool = True
+    # OpenMP / BLAS threads for the model: one per request is fastest on small inputs.
+    model_threads: int = Field(1, ge=1)
+    inference_log: InferenceLogSettings = InferenceLogSettings()
+
+
 class Settings(_Strict):
     env: str
     project: str
@@ -284,6 +324,7 @@ class Settings(_Strict):
     quality: QualitySettings
     layout: LayoutSettings
     alerts: AlertSettings = AlertSettings()
+    serving: ServingSettings = ServingSettings()
     use_cases: dict[str, UseCaseSettings]
 
     @property

@@ -53,18 +53,20 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from hashlib import sha256
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyspark.sql.functions as F
-from pyspark.sql import DataFrame
 
 from featurehouse.config import Settings
 from featurehouse.errors import FeaturehouseError
-from featurehouse.io.lakehouse import Lakehouse
 from featurehouse.usecase import FeatureTable, UseCase
+
+if TYPE_CHECKING:  # Spark only materializes; reading (the prediction service) needs none.
+    from pyspark.sql import DataFrame
+
+    from featurehouse.io.lakehouse import Lakehouse
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +407,8 @@ def newest_rows(
     """Each entity's newest row. The max of a (timestamp, features...) struct is one
     aggregation (no window, no self-join); a tie on the timestamp cannot happen, since
     (keys, timestamp) identifies a feature row."""
+    import pyspark.sql.functions as F
+
     newest = F.max(F.struct(F.col(timestamp), *[F.col(f) for f in features])).alias(_NEWEST)
     return rows.groupBy(*keys).agg(newest).select(*keys, f"{_NEWEST}.*")
 
@@ -412,6 +416,8 @@ def newest_rows(
 def changed_entities(changes: DataFrame, keys: Sequence[str], timestamp: str) -> pa.Table:
     """Each entity in the change data feed, with the newest time among its changed rows
     (inserted, deleted, or updated: before and after)."""
+    import pyspark.sql.functions as F
+
     return changes.groupBy(*keys).agg(F.max(timestamp).alias(_CHANGED_AT)).toArrow()
 
 
@@ -427,6 +433,8 @@ def changed_newest_rows(
     older rows only leaves the newest as it was. An entity with no row left comes with a
     null timestamp (to delete). The changed entities are few: they filter the table as a
     broadcast, and the rest is done in Arrow."""
+    import pyspark.sql.functions as F
+
     spark = current.sparkSession
     if changed.num_rows:
         entities = F.broadcast(spark.createDataFrame(changed.select(list(keys))))
