@@ -10,8 +10,10 @@ each use case enabled there gets three jobs:
   and `--end`, the job parameters of the same names);
 - `<use case>_training`: train -> validate (the promotion gate), on demand or when monitoring
   asks for it;
-- `<use case>_monitoring`: score -> drift -> retrain (through `<use case>_training`) when
-  fh-drift publishes the task value `drift_detected = "true"`, daily.
+- `<use case>_monitoring`: score -> drift and performance -> `retrain_gate` (a notebook
+  task: only notebook tasks may set task values) -> retrain (through `<use case>_training`)
+  when the gate publishes `retrain = "true"` (dataset drift or a performance drop, as the
+  use case's settings allow), daily.
 
 One more job, `bootstrap`, runs every use case's three jobs once in order (features, training,
 monitoring): what the first deployment of a target needs before the schedules take over.
@@ -41,6 +43,7 @@ from databricks.bundles.jobs import (
     JobPermission,
     JobsHealthRule,
     JobsHealthRules,
+    NotebookTask,
     PythonWheelTask,
     QueueSettings,
     RunIf,
@@ -52,7 +55,7 @@ from databricks.bundles.jobs import (
 from featurehouse.config import Settings, load_settings
 from featurehouse.discovery import load_use_cases
 from featurehouse.errors import ConfigError
-from featurehouse.monitoring.job import DRIFT_TASK_VALUE
+from featurehouse.monitoring.gate import RETRAIN_TASK_VALUE
 from featurehouse.usecase import UseCase
 
 PACKAGE = "featurehouse"
@@ -86,6 +89,9 @@ OPS_GROUP = "${var.ops_group}"
 OPS_JOB_LEVEL = "CAN_MANAGE_RUN"
 
 DRIFT_TASK = "drift"
+GATE_TASK = "retrain_gate"
+# Relative to the bundle root (notebook paths of Python resources resolve from there).
+GATE_NOTEBOOK = "notebooks/retrain_gate.py"
 
 # Job parameters: what a person may change when running a job (`bundle run --params` or
 # "Run now with different parameters").
@@ -291,44 +297,57 @@ def training_job(use_case: UseCase) -> Job:
     )
 
 
-def monitoring_job(use_case: UseCase, *, retrain_on_drift: bool = True) -> Job:
+def monitoring_job(use_case: UseCase, *, retrain: bool = True) -> Job:
     """Daily: score with the champion, measure drift and performance and, if asked to,
-    retrain on drift.
+    retrain when the gate finds dataset drift or a performance drop.
 
-    With `retrain_on_drift` off (the use case's `drift.retrain_on_drift` setting, which the
-    local pipeline honours too) the job only scores and reports drift.
+    With `retrain` off (the use case retrains neither on drift nor on a drop: its
+    `drift.retrain_on_drift` and `performance.retrain_on_drop` settings, which the local
+    pipeline honours too) the job only scores and reports.
     """
     name = use_case.name
     tasks = [
         _wheel_task("score", "fh-score"),
         _wheel_task(DRIFT_TASK, "fh-drift", depends_on=_depends("score")),
+        # Judges earlier predictions whose labels have arrived; alerts on a drop.
+        _wheel_task("performance", "fh-performance", depends_on=_depends("score")),
     ]
-    if retrain_on_drift:
+    if retrain:
         tasks += [
             Task(
-                task_key="drift_detected",
-                description=f'True when fh-drift published {DRIFT_TASK_VALUE} = "true".',
-                depends_on=_depends(DRIFT_TASK),
+                task_key=GATE_TASK,
+                description="Reads the drift and performance tables and publishes the task"
+                f" value {RETRAIN_TASK_VALUE} (a wheel task cannot set task values).",
+                depends_on=_depends(DRIFT_TASK, "performance"),
+                notebook_task=NotebookTask(
+                    notebook_path=GATE_NOTEBOOK,
+                    base_parameters={"env": "${bundle.target}", "use_case": USE_CASE_ARG},
+                ),
+            ),
+            Task(
+                task_key="retrain_needed",
+                description=f'True when {GATE_TASK} published {RETRAIN_TASK_VALUE} = "true".',
+                depends_on=_depends(GATE_TASK),
                 condition_task=ConditionTask(
-                    left=f"{{{{tasks.{DRIFT_TASK}.values.{DRIFT_TASK_VALUE}}}}}",
+                    left=f"{{{{tasks.{GATE_TASK}.values.{RETRAIN_TASK_VALUE}}}}}",
                     op=ConditionTaskOp.EQUAL_TO,
                     right="true",
                 ),
             ),
             Task(
                 task_key="retrain",
-                description=f"Run {job_key(name, 'training')}, only when drift was detected.",
-                depends_on=_depends("drift_detected", outcome="true"),
+                description=f"Run {job_key(name, 'training')}, only when the gate asks for it.",
+                depends_on=_depends("retrain_needed", outcome="true"),
                 run_job_task=RunJobTask(
                     job_id=f"${{resources.jobs.{job_key(name, 'training')}.id}}",
                     job_parameters={USE_CASE_PARAM: USE_CASE_ARG},
                 ),
             ),
         ]
-    # Judges earlier predictions whose labels have arrived; alerts on a drop.
-    tasks.append(_wheel_task("performance", "fh-performance", depends_on=_depends("score")))
+    # The page a person reads (logged to MLflow), whatever the gate decides.
+    tasks.append(_wheel_task("report", "fh-report", depends_on=_depends(DRIFT_TASK, "performance")))
     summary = "Score with the champion model, measure feature drift and performance"
-    summary += "; retrain when drift is detected." if retrain_on_drift else "."
+    summary += "; retrain on drift or a performance drop." if retrain else "."
     return _use_case_job(
         use_case,
         "monitoring",
@@ -373,10 +392,11 @@ def workflow_jobs(settings: Settings, use_cases: Mapping[str, UseCase]) -> dict[
     the bootstrap job."""
     jobs: dict[str, Job] = {}
     for name, use_case in use_cases.items():
-        retrain = settings.use_case(name).drift.retrain_on_drift
+        uc_settings = settings.use_case(name)
+        retrain = uc_settings.drift.retrain_on_drift or uc_settings.performance.retrain_on_drop
         jobs[job_key(name, "features")] = features_job(use_case)
         jobs[job_key(name, "training")] = training_job(use_case)
-        jobs[job_key(name, "monitoring")] = monitoring_job(use_case, retrain_on_drift=retrain)
+        jobs[job_key(name, "monitoring")] = monitoring_job(use_case, retrain=retrain)
     if use_cases:
         jobs[BOOTSTRAP] = bootstrap_job(use_cases)
     return jobs

@@ -657,6 +657,8 @@ def use_case_problems(bundle: dict[str, Any], target: str) -> list[str]:
         for key, task in tasks_of(job).items():
             wheel = task.get("python_wheel_task")
             named = use_case_arg(wheel.get("parameters", [])) if wheel else None
+            if "notebook_task" in task:
+                named = (task["notebook_task"].get("base_parameters") or {}).get("use_case")
             if named is not None and resolve_job_parameters(named, job) != owner:
                 problems.append(
                     f"{where}.{key} runs use case {resolve_job_parameters(named, job)}, not {owner}"

@@ -206,11 +206,12 @@ def test_disabling_a_use_case_removes_its_jobs_and_resources(
         assert (name in found["schemas"]) == (name in kept), target
 
 
-def test_a_use_case_without_retrain_on_drift_only_scores_and_reports_drift(
+def test_a_use_case_that_never_retrains_only_scores_and_reports(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = load_settings("prod").enabled_use_cases[0]
-    edit = {f"use_cases/{name}.yml": {"drift": {"retrain_on_drift": False}}}
+    never = {"drift": {"retrain_on_drift": False}, "performance": {"retrain_on_drop": False}}
+    edit = {f"use_cases/{name}.yml": never}
     monkeypatch.setenv(CONF_DIR_ENV_VAR, str(write_conf_copy(tmp_path, edit)))
     bundle = load_bundle(ROOT, "prod")
     monitoring = _use_case_jobs(bundle, "monitoring")
@@ -218,6 +219,7 @@ def test_a_use_case_without_retrain_on_drift_only_scores_and_reports_drift(
         "score",
         "drift",
         "performance",
+        "report",
     ]
     for other, job in monitoring.items():
         if other != name:
@@ -575,7 +577,7 @@ def test_training_job_trains_then_validates_and_queues_triggered_runs(
         assert "schedule" not in job
 
 
-def test_monitoring_retrains_its_own_use_case_only_when_drift_task_reports_drift(
+def test_monitoring_retrains_its_own_use_case_only_when_the_gate_asks(
     bundle: dict[str, Any],
 ) -> None:
     for name, job in _use_case_jobs(bundle, "monitoring").items():
@@ -583,15 +585,26 @@ def test_monitoring_retrains_its_own_use_case_only_when_drift_task_reports_drift
             "score": "fh-score",
             "drift": "fh-drift",
             "performance": "fh-performance",
+            "report": "fh-report",
         }
         retrain = tasks_of(job)["retrain"]["run_job_task"]
         assert retrain["job_id"] == f"${{resources.jobs.{name}_training.id}}"
         assert retrain["job_parameters"] == {"use_case": "{{job.parameters.use_case}}"}
-        drifted = simulate_run(job, task_values={"drift.drift_detected": "true"})
-        steady = simulate_run(job, task_values={"drift.drift_detected": "false"})
-        assert (drifted["retrain"], steady["retrain"]) == ("success", "excluded")
-        assert ("score", "drift", None) in _edges(job)
-        assert ("score", "performance", None) in _edges(job)
+        gate = tasks_of(job)[workflows.GATE_TASK]["notebook_task"]
+        assert (ROOT / gate["notebook_path"]).is_file()
+        assert gate["base_parameters"] == {
+            "env": "${bundle.target}",
+            "use_case": "{{job.parameters.use_case}}",
+        }
+        asked = simulate_run(job, task_values={"retrain_gate.retrain": "true"})
+        steady = simulate_run(job, task_values={"retrain_gate.retrain": "false"})
+        assert (asked["retrain"], steady["retrain"]) == ("success", "excluded")
+        assert {
+            ("score", "drift", None),
+            ("score", "performance", None),
+            ("drift", "retrain_gate", None),
+            ("performance", "retrain_gate", None),
+        } <= _edges(job)
 
 
 def test_job_names_tags_and_descriptions_come_from_the_use_case(bundle: dict[str, Any]) -> None:
@@ -658,7 +671,7 @@ SCHEMA_BREAKAGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "'three' is not of type 'integer'",
     ),
     "bad enum": (
-        lambda b: _job(b, "monitoring")["tasks"][2]["condition_task"].update(op="EQUALS"),
+        lambda b: _job(b, "monitoring")["tasks"][4]["condition_task"].update(op="EQUALS"),
         "'EQUALS' is not one of",
     ),
     "missing required field": (
@@ -731,7 +744,7 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
     ),
     "unknown job id": (
         "resource_references",
-        lambda b: _job(b, "monitoring")["tasks"][3]["run_job_task"].update(
+        lambda b: _job(b, "monitoring")["tasks"][5]["run_job_task"].update(
             job_id="${resources.jobs.training.id}"
         ),
         "names an undefined job (resources.jobs.training)",
@@ -770,7 +783,7 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
     ),
     "retrain starts another use case's training": (
         "use_cases",
-        lambda b: _job(b, "monitoring")["tasks"][3]["run_job_task"].update(
+        lambda b: _job(b, "monitoring")["tasks"][5]["run_job_task"].update(
             job_id=f"${{resources.jobs.{_other_training(b)}.id}}"
         ),
         "of another use case",
@@ -784,13 +797,13 @@ CROSS_REFERENCE_BREAKAGES: dict[str, tuple[str, Callable[[dict[str, Any]], None]
     ),
     "ungated condition": (
         "conditions",
-        lambda b: _set_dep(b, "monitoring", 3, [{"task_key": "drift_detected"}]),
+        lambda b: _set_dep(b, "monitoring", 5, [{"task_key": "retrain_needed"}]),
         "no task depends on it with outcome 'true'",
     ),
     "condition on a task that is not upstream": (
         "conditions",
-        lambda b: _set_dep(b, "monitoring", 2, [{"task_key": "score"}]),
-        "reads drift but does not depend on it",
+        lambda b: _set_dep(b, "monitoring", 4, [{"task_key": "score"}]),
+        "reads retrain_gate but does not depend on it",
     ),
     "unknown time zone": (
         "schedules",
