@@ -35,6 +35,15 @@ $(TOOLS)/.redis: | $(UV)
 		else echo "redis-server not installed (needs root and apt-get): the Redis tests will skip"; fi; }
 	touch $@
 
+# Chromium, the headless browser the monitoring report's test opens it in (Debian's package).
+# Without root or apt the report's browser tests skip and say why.
+$(TOOLS)/.chromium: | $(UV)
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium not installed (needs root and apt-get): the report's browser tests will skip"; fi; }
+	touch $@
+
 # actionlint, the GitHub Actions workflow linter tests/bundle runs, built from source with Go
 # through the Go module proxy (its releases are prebuilt binaries). Without Go the workflow
 # lint test skips and says why.
@@ -46,7 +55,7 @@ $(TOOLS)/.actionlint: | $(UV)
 	else echo "go not installed: actionlint not built, the workflow lint test will skip"; fi
 	touch $@
 
-setup: $(VENV)/.delta-jars $(TOOLS)/.redis $(TOOLS)/.actionlint
+setup: $(VENV)/.delta-jars $(TOOLS)/.redis $(TOOLS)/.chromium $(TOOLS)/.actionlint
 
 demo: setup
 	$(VENV)/bin/featurehouse pipeline --env local
