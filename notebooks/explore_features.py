@@ -189,7 +189,8 @@ display(history)
 # MAGIC %md
 # MAGIC ## Latest drift metrics
 # MAGIC One row per monitored column for the newest window the drift job compared
-# MAGIC with the champion model's training reference.
+# MAGIC with the champion model's training reference (the `baseline` comparison, whole
+# MAGIC window; the table also holds the `consecutive` comparison and each slice).
 
 # COMMAND ----------
 
@@ -199,8 +200,12 @@ if lake.exists("drift_metrics"):
     newest_window = drift.agg(F.max("window_end")).first()[0]
     latest_drift = (
         drift.where(F.col("window_end") == F.lit(newest_window))
-        .select("window_end", "model_version", "column", "kind", "psi", "ks_pvalue", "drifted")
-        .orderBy(F.col("psi").desc())
+        .where("comparison = 'baseline' AND slice_key IS NULL")
+        .select(
+            *("window_end", "model_version", "column", "kind", "test", "drifted"),
+            *("ks_statistic", "psi", "wasserstein_normalised", "jensenshannon"),
+        )
+        .orderBy(F.col("drifted").desc(), F.col("ks_statistic").desc())
         .toPandas()
     )
     display(latest_drift)

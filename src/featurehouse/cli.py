@@ -290,8 +290,8 @@ def drift(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
         except NoChampionError as exc:
             typer.echo(f"{uc.name}: skipped: {exc}")
             continue
-        verdict = "DRIFT" if report.drifted else "no drift"
-        typer.echo(f"{uc.name}: {verdict}: drifted columns {report.drifted_columns or 'none'}")
+        drifted = f" ({', '.join(report.drifted_columns)})" if report.drifted_columns else ""
+        typer.echo(f"{uc.name}: {report.summary}{drifted}")
 
 
 @app.command()
@@ -303,6 +303,27 @@ def performance(env: EnvOption = "local", use_case: UseCaseOption = None) -> Non
     settings = load_settings(env)
     for uc in _selected(settings, use_case):
         typer.echo(f"{uc.name}: {jobs.performance(settings, uc).verdict}")
+
+
+@app.command()
+@_friendly_errors
+def report(
+    env: EnvOption = "local",
+    use_case: UseCaseOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the page (one use case only).")
+    ] = None,
+) -> None:
+    """Write the monitoring report: drift, performance, quality and model versions as one
+    HTML page (also logged to MLflow)."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    chosen = list(_selected(settings, use_case))
+    if out is not None and len(chosen) != 1:
+        raise FeaturehouseError("--out writes one page: choose one use case with --use-case")
+    for uc in chosen:
+        typer.echo(jobs.report(settings, uc, out).describe())
 
 
 def _parse_keys(values: list[str], key_names: list[str]) -> dict[str, str]:
@@ -347,6 +368,67 @@ def online(
     typer.echo(f"{entity}: {row.status}, features as of {oldest} (the oldest view's)")
     for name, value in {**row.keys, **row.features}.items():
         typer.echo(f"{name}: [{value!r}]")
+
+
+@app.command()
+@_friendly_errors
+def serve(
+    env: EnvOption = "local",
+    use_case: UseCaseOption = None,
+    host: Annotated[str | None, typer.Option(help="Default: serving.host in conf.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: serving.port in conf.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Serve real-time predictions: POST /v1/use-cases/<name>/predict (docs at /docs)."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    chosen = list(_selected(settings, use_case))
+    given = {"host": host, "port": port, "workers": workers}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    serving = settings.serving.model_copy(update=overrides)
+    names = ", ".join(uc.name for uc in chosen)
+    typer.echo(f"serving {names} on http://{serving.host}:{serving.port} (docs at /docs)")
+    jobs.serve(settings, chosen, overrides)
+
+
+@app.command()
+@_friendly_errors
+def skew(
+    env: EnvOption = "local",
+    use_case: UseCaseOption = None,
+    url: Annotated[
+        str | None, typer.Option(help="A running service; default: start one here.")
+    ] = None,
+    sample: Annotated[int, typer.Option(help="Entities compared.")] = 20,
+) -> None:
+    """Check training/serving skew: online features and the service's prediction against
+    the offline point-in-time features and the batch prediction. Exit 1 on a mismatch."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    failed = False
+    for uc in _selected(settings, use_case):
+        try:
+            report = jobs.skew(settings, uc, url=url, sample=sample)
+        except NoChampionError as exc:
+            typer.echo(f"{uc.name}: skipped: {exc}")
+            continue
+        typer.echo(report.describe())
+        failed |= not report.ok
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@app.command("inference-log")
+@_friendly_errors
+def inference_log(env: EnvOption = "local", use_case: UseCaseOption = None) -> None:
+    """Load the prediction service's inference log batches into each use case's table."""
+    from featurehouse import jobs
+
+    settings = load_settings(env)
+    for uc in _selected(settings, use_case):
+        typer.echo(jobs.load_inference_log(settings, uc).describe())
 
 
 def _only_use_case(settings: Settings) -> str:
@@ -524,3 +606,5 @@ validate_entry = _entry("validate")
 score_entry = _entry("score")
 drift_entry = _entry("drift")
 performance_entry = _entry("performance")
+inference_log_entry = _entry("inference-log")
+report_entry = _entry("report")

@@ -19,7 +19,6 @@ from featurehouse.errors import (
     DataQualityError,
     FeaturehouseError,
     InputDataError,
-    NoChampionError,
 )
 from featurehouse.usecase import UseCase
 
@@ -178,17 +177,32 @@ def score(settings: Settings, use_case: UseCase):
 
 def drift(settings: Settings, use_case: UseCase):
     from featurehouse.monitoring.alerts import drift_alerts
-    from featurehouse.monitoring.job import DRIFT_TASK_VALUE, detect_drift, publish_task_value
+    from featurehouse.monitoring.job import detect_drift
 
-    try:
-        report = detect_drift(lakehouse(settings, use_case), settings, use_case)
-    except NoChampionError:
-        # The workflow's condition task reads the value whatever happened.
-        publish_task_value(DRIFT_TASK_VALUE, "false")
-        raise
-    publish_task_value(DRIFT_TASK_VALUE, str(report.drifted).lower())
+    report = detect_drift(lakehouse(settings, use_case), settings, use_case)
     alert(settings, use_case, drift_alerts(report))
     return report
+
+
+def report(settings: Settings, use_case: UseCase, out: Path | None = None):
+    """The monitoring report: a self-contained HTML page, also logged to MLflow."""
+    from featurehouse.monitoring.report import write_report
+
+    return write_report(lakehouse(settings, use_case), settings, use_case, out)
+
+
+def retrain_gate(settings: Settings, use_case: UseCase):
+    """Whether the newest drift and performance results ask for a new model (a
+    RetrainDecision), published as the task value `retrain` on Databricks."""
+    from featurehouse.monitoring.gate import (
+        RETRAIN_TASK_VALUE,
+        publish_task_value,
+        retrain_decision,
+    )
+
+    decision = retrain_decision(lakehouse(settings, use_case), settings, use_case)
+    publish_task_value(RETRAIN_TASK_VALUE, str(decision.retrain).lower())
+    return decision
 
 
 def performance(settings: Settings, use_case: UseCase):
@@ -207,6 +221,33 @@ def export(settings: Settings, use_case: UseCase, out_dir: Path | None = None):
     from featurehouse.export import export_champion
 
     return export_champion(settings, use_case, out_dir)
+
+
+def serve(
+    settings: Settings, use_cases: Sequence[UseCase], overrides: Mapping[str, Any] | None = None
+) -> None:
+    """Run the prediction service until stopped (`featurehouse.serving`); `overrides` go
+    over conf's `serving` settings."""
+    from featurehouse.serving.server import serve as run
+    from featurehouse.serving.settings import serving_settings
+
+    run(settings, use_cases, serving_settings(settings, dict(overrides or {})))
+
+
+def skew(settings: Settings, use_case: UseCase, *, url: str | None = None, sample: int = 20):
+    """Online features and the service's prediction against the offline point-in-time
+    features and the batch prediction, for a sample of entities (a SkewReport). `url`: a
+    running service; None starts one in this process."""
+    from featurehouse.serving.skew import check_skew
+
+    return check_skew(lakehouse(settings, use_case), settings, use_case, url=url, sample=sample)
+
+
+def load_inference_log(settings: Settings, use_case: UseCase):
+    """Merge the service's pending inference log batches into the use case's table."""
+    from featurehouse.serving.inference_log import load_inference_log as load
+
+    return load(lakehouse(settings, use_case), settings, use_case)
 
 
 def online(
@@ -273,6 +314,8 @@ class PipelineOutcome:
     performance: object | None = None
     online: dict | None = None
     online_entity: dict | None = None
+    report: object | None = None  # the monitoring report (a ReportResult)
+    served: dict | None = None  # the prediction service's answer for online_entity
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: str | None = None  # why the use case did not run (no raw data)
     stopped: str | None = None  # why it stopped before scoring (no champion)
@@ -287,7 +330,9 @@ def run_pipeline(
 ) -> PipelineOutcome:
     """Every job in order for one use case: simulate (if it has a simulator), ingest,
     features, materialize, train, validate (promotes), score, drift, retrain and validate
-    on drift, one online read."""
+    on drift or a performance drop, the monitoring report, one online read."""
+    from featurehouse.monitoring.gate import decide
+
     outcome = PipelineOutcome(use_case.name)
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
@@ -317,11 +362,11 @@ def run_pipeline(
     outcome.drift = timed("drift", lambda: drift(settings, use_case))
     outcome.performance = timed("performance", lambda: performance(settings, use_case))
     uc_settings = settings.use_case(use_case.name)
-    drifted = outcome.drift.drifted and uc_settings.drift.retrain_on_drift
-    dropped = bool(outcome.performance.dropped) and uc_settings.performance.retrain_on_drop
-    if drifted or dropped:
+    gate = decide(use_case.name, outcome.drift.drifted, outcome.performance.dropped, uc_settings)
+    if gate.retrain:
         outcome.training.append(timed("retrain", lambda: train(settings, use_case)))
         outcome.validation.append(timed("revalidate", lambda: validate(settings, use_case)))
+    outcome.report = timed("report", lambda: report(settings, use_case))
     outcome.online_entity = first_entity(settings, use_case)
     outcome.online = timed("online", lambda: online(settings, use_case, [outcome.online_entity]))
     return outcome
@@ -343,4 +388,33 @@ def run_pipelines(
             )
         except InputDataError as exc:
             raise InputDataError(f"{use_case.name}: {exc}") from None
+    scored = [(uc, o) for uc, o in zip(use_cases, outcomes, strict=True) if o.scoring is not None]
+    if scored:
+        started = time.perf_counter()
+        answers = predict_once(settings, [(uc, o.online_entity) for uc, o in scored])
+        for uc, o in scored:
+            o.served = answers[uc.name]
+        seconds = time.perf_counter() - started
+        step(f"[service] {'predict':<11} {seconds:6.1f} s (one entity per use case, over HTTP)")
     return outcomes
+
+
+def predict_once(
+    settings: Settings, entities: Sequence[tuple[UseCase, Mapping[str, Any]]]
+) -> dict[str, dict]:
+    """Start the prediction service in this process, ask it for one entity's prediction per
+    use case, and stop it: each use case's answer for that entity."""
+    from featurehouse.serving.server import post_json, running_service
+
+    answers = {}
+    with running_service(settings, [use_case for use_case, _ in entities]) as url:
+        for use_case, entity in entities:
+            status, body = post_json(
+                f"{url}/v1/use-cases/{use_case.name}/predict", {"entities": [dict(entity)]}
+            )
+            if status != 200:
+                raise FeaturehouseError(
+                    f"{use_case.name}: the prediction service answered {status}: {body}"
+                )
+            answers[use_case.name] = {"model": body["model"], **body["predictions"][0]}
+    return answers

@@ -41,15 +41,16 @@ def use_case_summary(settings: Settings, use_case: UseCase, outcome: PipelineOut
     scoring = outcome.scoring
     lines.append(f"  scored {scoring.entities:,d} entities with v{scoring.model_version}")
     drift = outcome.drift
-    verdict = "DRIFT" if drift.drifted else "no drift"
-    drifted = ", ".join(drift.drifted_columns[:5]) or "none"
+    drifted = ", ".join(drift.drifted_columns[:5])
     more = f" and {len(drift.drifted_columns) - 5} more" if len(drift.drifted_columns) > 5 else ""
     lines.append(
         f"  drift {drift.window_start:%Y-%m-%d %H:%M} .. {drift.window_end:%Y-%m-%d %H:%M}:"
-        f" {verdict} (drifted: {drifted}{more})"
+        f" {drift.summary}" + (f" ({drifted}{more})" if drifted else "")
     )
     if outcome.performance is not None:
         lines.append(f"  performance: {outcome.performance.verdict}")
+    if outcome.report is not None:
+        lines.append(f"  report: {outcome.report.path}")
     if len(outcome.training) > 1:
         lines.append(f"  retrained after drift: v{latest.model.version}")
     online = outcome.online or {}
@@ -57,10 +58,21 @@ def use_case_summary(settings: Settings, use_case: UseCase, outcome: PipelineOut
     first = [t.feature_names[0] for t in use_case.tables]
     values = ", ".join(f"{name} {online.get(name, [None])[0]}" for name in first)
     lines.append(f"  online ({entity}): {values}")
+    if outcome.served is not None:
+        lines.append(f"  service ({entity}): {served_text(use_case, outcome.served)}")
     lines.append(
         "  step times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in outcome.seconds.items())
     )
     return lines
+
+
+def served_text(use_case: UseCase, answer: dict) -> str:
+    """E.g. "failure_probability 0.031 by v2, features 1.5 h old (ok)"."""
+    value = answer.get(use_case.task.prediction)
+    shown = "no prediction" if value is None else f"{use_case.task.prediction} {value:.3f}"
+    age = answer.get("feature_age_seconds")
+    old = "" if age is None else f", features {age / 3600:,.1f} h old"
+    return f"{shown} by v{answer['model']['version']}{old} ({answer['status']})"
 
 
 def pipeline_summary(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import runpy
+from pathlib import Path
 
 import pyspark.sql.functions as F
 import pytest
@@ -12,13 +13,14 @@ from featurehouse.usecase import EVENT_TIMESTAMP
 from tests.helpers import PROJECT_ROOT
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "explore_features.py"
+GATE_NOTEBOOK = PROJECT_ROOT / "notebooks" / "retrain_gate.py"
 HEADER = "# Databricks notebook source"
 SEPARATOR = "# COMMAND ----------"
 NAME = "predictive_maintenance"
 
 
-def notebook_cells() -> list[list[str]]:
-    lines = NOTEBOOK.read_text().splitlines()
+def notebook_cells(path: Path = NOTEBOOK) -> list[list[str]]:
+    lines = path.read_text().splitlines()
     cells: list[list[str]] = [[]]
     for line in lines[1:]:
         if line == SEPARATOR:
@@ -28,11 +30,12 @@ def notebook_cells() -> list[list[str]]:
     return [[line for line in cell if line.strip()] for cell in cells]
 
 
-def test_notebook_is_databricks_source_format():
-    text = NOTEBOOK.read_text()
+@pytest.mark.parametrize(("path", "code_cells"), [(NOTEBOOK, 5), (GATE_NOTEBOOK, 3)])
+def test_notebook_is_databricks_source_format(path, code_cells):
+    text = path.read_text()
     assert text.splitlines()[0] == HEADER
-    cells = notebook_cells()
-    assert len(cells) >= 5
+    cells = notebook_cells(path)
+    assert len(cells) >= code_cells
     assert all(cells), "empty cell"
     for cell in cells:
         if any(line.startswith("# MAGIC") for line in cell):
@@ -41,7 +44,7 @@ def test_notebook_is_databricks_source_format():
             assert all(line.startswith("# MAGIC") for line in cell), cell
     markdown = [c for c in cells if c[0] == "# MAGIC %md"]
     assert markdown and cells[0][0] == "# MAGIC %md", "starts with a markdown introduction"
-    assert len(cells) - len(markdown) >= 5, "at least five code cells"
+    assert len(cells) - len(markdown) >= code_cells, f"at least {code_cells} code cells"
     # Spark Connect and serverless compute have neither.
     assert ".sparkContext" not in text
     assert ".rdd" not in text
@@ -145,3 +148,25 @@ def test_latest_drift_and_predictions_come_from_the_pipeline_run(notebook, pipel
     assert len(predictions) == outcome.scoring.entities
     probabilities = predictions["failure_probability"].tolist()
     assert probabilities == sorted(probabilities, reverse=True)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", ["predictive_maintenance", "demand_forecasting"])
+def test_the_retrain_gate_decides_from_the_tables_as_the_pipeline_did(pipeline_run, name):
+    from featurehouse.monitoring.gate import decide
+
+    outcome = pipeline_run.outcome(name)
+    expected = decide(
+        name,
+        outcome.drift.drifted,
+        outcome.performance.dropped,
+        pipeline_run.settings.use_case(name),
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEATUREHOUSE_CONF_DIR", str(pipeline_run.conf_dir))
+        mp.setenv("FEATUREHOUSE_ENV", "local")
+        mp.setenv("FEATUREHOUSE_USE_CASE", name)
+        decision = runpy.run_path(str(GATE_NOTEBOOK), run_name="__main__")["decision"]
+
+    assert decision.retrain == expected.retrain == (len(outcome.training) > 1)
+    assert len(decision.reasons) == len(expected.reasons)

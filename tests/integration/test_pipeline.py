@@ -15,7 +15,6 @@ from pyspark.sql import Window
 from featurehouse import jobs
 from featurehouse.io import Lakehouse
 from featurehouse.scoring import prediction_columns
-from featurehouse.training.evaluate import model_inputs
 from featurehouse.training.registry import CHALLENGER, CHAMPION, configure_mlflow
 from featurehouse.usecase import EVENT_TIMESTAMP, Classification
 
@@ -119,12 +118,31 @@ def test_scoring_writes_one_prediction_per_entity_at_its_newest_time(spark, run,
 
 
 @pytest.mark.parametrize("name", USE_CASES)
-def test_drift_metrics_cover_every_numeric_feature_and_the_prediction(spark, run, name):
+def test_the_service_predicts_the_batch_prediction_for_the_demo_entity(spark, run, name):
     lake, use_case = lake_of(spark, run, name), run.use_cases[name]
-    rows = lake.read("drift_metrics").collect()
-    numeric = model_inputs(use_case, {}).numeric
+    outcome = run.outcome(name)
+    served, value = outcome.served, use_case.task.prediction
+    mine = F.lit(True)
+    for key, key_value in outcome.online_entity.items():
+        mine = mine & (F.col(key) == key_value)
+    (batch,) = lake.read("predictions").where(mine).collect()
 
-    assert sorted(r["column"] for r in rows) == sorted([*numeric, use_case.task.prediction])
+    # The simulated data are older than the views' TTL: served, and said to be expired.
+    assert served["status"] == "ok" or served["status"].startswith("expired "), served
+    assert served[value] is not None
+    assert served["model"]["version"] == str(outcome.validation[-1].champion_version)
+    if batch["model_version"] == served["model"]["version"]:  # else retrained after scoring
+        assert served[value] == pytest.approx(batch[value], rel=1e-9)
+
+
+@pytest.mark.parametrize("name", USE_CASES)
+def test_drift_metrics_cover_every_feature_and_the_prediction(spark, run, name):
+    lake, use_case = lake_of(spark, run, name), run.use_cases[name]
+    rows = lake.read("drift_metrics").where("comparison = 'baseline' AND slice_key IS NULL")
+    rows = rows.collect()
+    features = [f.name for f in use_case.features]
+
+    assert sorted(r["column"] for r in rows) == sorted([*features, use_case.task.prediction])
     assert {r["dataset_drifted"] for r in rows} == {run.outcome(name).drift.drifted}
     assert all(r["current_rows"] > 0 and r["reference_rows"] > 0 for r in rows)
 
@@ -157,6 +175,9 @@ def test_online_features_equal_the_newest_offline_row_of_every_view(spark, run, 
 
 @pytest.mark.parametrize("name", USE_CASES)
 def test_rerunning_the_jobs_changes_no_table_and_keeps_the_champion(spark, run, name):
+    """Every job that writes a table, again on the same data. (Training writes no table; that
+    a retrained model no better than the champion does not take over is the validation
+    step's, tested in test_model_lifecycle.)"""
     lake, use_case, settings = lake_of(spark, run, name), run.use_cases[name], run.settings
     before = table_counts(lake)
     latest = run.outcome(name).validation[-1]
@@ -164,13 +185,10 @@ def test_rerunning_the_jobs_changes_no_table_and_keeps_the_champion(spark, run, 
     jobs.ingest(settings, use_case)
     jobs.features(settings, use_case)
     jobs.materialize(settings, use_case)
-    jobs.train(settings, use_case)
-    validation = jobs.validate(settings, use_case)
-    jobs.score(settings, use_case)
+    scoring = jobs.score(settings, use_case)
     jobs.drift(settings, use_case)
+    jobs.performance(settings, use_case)
 
     assert table_counts(lake) == before
-    # Same data, same seed: the retrained model scores the same, so it does not take over.
-    assert not validation.promoted
-    assert [c.name for c in validation.checks if not c.passed] == ["beats_champion"]
-    assert validation.champion_version == latest.champion_version
+    assert scoring.inserted == 0  # the same scoring run replaced its own rows
+    assert scoring.model_version == str(latest.champion_version)

@@ -48,14 +48,10 @@ from featurehouse.monitoring.spark_drift import (
     MonitoredColumn,
     measure,
 )
-from featurehouse.spark import running_on_databricks
 from featurehouse.usecase import EVENT_TIMESTAMP, UseCase
 
 log = logging.getLogger(__name__)
 
-# The Databricks task value the drift job publishes ("true" or "false"); the monitoring
-# workflow's condition reads it to decide whether to retrain.
-DRIFT_TASK_VALUE = "drift_detected"
 
 BASELINE, PREVIOUS, CURRENT = "baseline", "previous", "current"
 WINDOWS = (BASELINE, PREVIOUS, CURRENT)
@@ -442,13 +438,3 @@ def replace_rows(
         .whenNotMatchedBySourceDelete(condition=scope)
         .execute()
     )
-
-
-def publish_task_value(key: str, value: str) -> None:
-    """Hand a value to later tasks of a Databricks job run; a no-op outside Databricks."""
-    if not running_on_databricks():
-        log.info("task value %s=%s (not on Databricks: not published)", key, value)
-        return
-    from databricks.sdk.runtime import dbutils
-
-    dbutils.jobs.taskValues.set(key=key, value=value)
