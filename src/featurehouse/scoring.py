@@ -68,17 +68,20 @@ def with_predictions(
     spark = features.sparkSession
     task = use_case.task
     inputs = model_inputs(use_case, {})
-    # Numbers as doubles, as the model's signature reads them (a count may be missing).
+    # Numbers as doubles, as the model's signature reads them (a count may be missing). One
+    # struct argument: the model gets the columns by name, with or without a signature.
     numeric = set(inputs.numeric)
-    columns = [F.col(c).cast("double") if c in numeric else F.col(c) for c in inputs.columns]
+    columns = F.struct(
+        *[F.col(c).cast("double").alias(c) if c in numeric else F.col(c) for c in inputs.columns]
+    )
     if isinstance(task, Classification):
         predict = mlflow.pyfunc.spark_udf(
             spark, model_uri, result_type="array<double>", env_manager="local"
         )
-        scored = features.withColumn(task.prediction, predict(*columns)[1])
+        scored = features.withColumn(task.prediction, predict(columns)[1])
         return scored.withColumn(task.flag, (F.col(task.prediction) >= threshold).cast("int"))
     predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="double", env_manager="local")
-    return features.withColumn(task.prediction, predict(*columns))
+    return features.withColumn(task.prediction, predict(columns))
 
 
 def prediction_columns(use_case: UseCase) -> list[str]:
