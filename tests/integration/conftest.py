@@ -15,6 +15,7 @@ import pytest
 
 from featurehouse.config import Settings, deep_merge, load_settings
 from tests.helpers import local_overrides, local_settings, write_conf_dir
+from tests.redis_server import redis_server_binary, running_redis
 
 # Two tuning trials per candidate: the search is tested, the suite stays short.
 E2E_USE_CASES = {
@@ -100,3 +101,12 @@ def shop_outcome(spark, shop_project):
 
     settings, use_case = shop_project
     return run_pipeline(settings, use_case, step=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def redis_address(tmp_path_factory):
+    """A redis-server on loopback for the session, "127.0.0.1:port" (tests use their own db)."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (make setup installs it from Debian)")
+    with running_redis(tmp_path_factory.mktemp("redis")) as address:
+        yield address

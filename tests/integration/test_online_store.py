@@ -38,7 +38,6 @@ from featurehouse.store.feast_store import (
 )
 from featurehouse.usecase import FeatureTable, UseCase
 from tests.helpers import local_settings
-from tests.redis_server import redis_server_binary, running_redis
 
 KEY_VALUES = {"bigint": [3, -7, 2**40], "string": ["north", "süd-ost", "k" * 140]}
 UNKNOWN = {"bigint": 999_999, "string": "nowhere"}
@@ -48,14 +47,6 @@ STORES = ["sqlite", "redis"]
 
 # ---------------------------------------------------------------------------------------
 # Stores and settings
-
-
-@pytest.fixture(scope="session")
-def redis_address(tmp_path_factory):
-    if redis_server_binary() is None:
-        pytest.skip("redis-server is not installed (make setup installs it from Debian)")
-    with running_redis(tmp_path_factory.mktemp("redis")) as address:
-        yield address
 
 
 @pytest.fixture(params=STORES)

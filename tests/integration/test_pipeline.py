@@ -192,3 +192,21 @@ def test_rerunning_the_jobs_changes_no_table_and_keeps_the_champion(spark, run, 
     assert table_counts(lake) == before
     assert scoring.inserted == 0  # the same scoring run replaced its own rows
     assert scoring.model_version == str(latest.champion_version)
+
+
+def test_the_demo_summary_shows_each_use_cases_verdicts_report_and_served_prediction(run):
+    from featurehouse.summary import pipeline_summary
+
+    names = [name for name in USE_CASES if not run.outcomes[name].skipped]
+    summary = pipeline_summary(
+        run.settings, [run.use_cases[n] for n in names], [run.outcomes[n] for n in names]
+    )
+
+    for name in names:
+        outcome = run.outcomes[name]
+        assert f"--- {name}: " in summary
+        assert outcome.drift.summary in summary
+        assert f"performance: {outcome.performance.verdict}" in summary
+        assert f"report: {outcome.report.path}" in summary
+        assert f"v{outcome.served['model']['version']}" in summary
+    assert summary.count("  service (") == len(names)

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,23 +86,24 @@ def _start(cmd: list[str], env: dict[str, str], log_file: Path, url: str) -> sub
     pytest.fail(f"the service did not start in time:\n{log_file.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def service(shop_project, shop_outcome, tmp_path_factory):
+@contextmanager
+def served_copy(shop_project, root: Path, extra: dict | None = None) -> Iterator[Service]:
+    """The shop use case's lakehouse copied under `root` (Delta tables, MLflow registry,
+    online store) with `extra` settings on top, served by a uvicorn process of its own."""
+    from featurehouse.config import deep_merge
     from featurehouse.serving.server import free_port
 
     settings, use_case = shop_project
-    assert shop_outcome.scoring is not None, shop_outcome.stopped
-    root = tmp_path_factory.mktemp("served")
     lake = root / "lake"
     shutil.copytree(settings.storage.root, lake)
     own = settings.use_cases[NAME].model_dump(by_alias=True, exclude={"name"})
-    copy = local_settings(lake, use_cases={NAME: own})
-    overrides = plain_conf({**local_overrides(lake), "use_cases": {NAME: own}})
+    copy = local_settings(lake, **deep_merge({"use_cases": {NAME: own}}, extra or {}))
+    overrides = plain_conf(
+        deep_merge({**local_overrides(lake), "use_cases": {NAME: own}}, extra or {})
+    )
     conf_dir = root / "conf"
     shutil.copytree(PROJECT_ROOT / "conf", conf_dir)
     local = yaml.safe_load((conf_dir / "local.yml").read_text())
-    from featurehouse.config import deep_merge
-
     (conf_dir / "local.yml").write_text(yaml.safe_dump(deep_merge(local, overrides)))
     plugins = Path(importlib.import_module("shop_orders").__file__).parent
     env = {
@@ -124,6 +127,37 @@ def service(shop_project, shop_outcome, tmp_path_factory):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def service(shop_project, shop_outcome, tmp_path_factory):
+    assert shop_outcome.scoring is not None, shop_outcome.stopped
+    with served_copy(shop_project, tmp_path_factory.mktemp("served")) as running:
+        yield running
+
+
+def test_redis_as_the_online_store_serves_the_same_predictions(
+    shop_project, shop_outcome, service, redis_address, tmp_path_factory
+):
+    """The same lakehouse materialized into a real redis-server, served from there."""
+    from featurehouse import jobs
+
+    redis = {
+        "feast": {"online_store": {"type": "redis", "connection_string": f"{redis_address},db=9"}}
+    }
+    with served_copy(shop_project, tmp_path_factory.mktemp("served-redis"), redis) as on_redis:
+        jobs.materialize(on_redis.settings, on_redis.use_case, full=True)
+        from_redis = on_redis.predict(_entities()).json()
+        from_sqlite = service.predict(_entities()).json()
+
+    def answers(body: dict) -> list[dict]:  # the features' age moves on between two calls
+        return [
+            {k: v for k, v in p.items() if k != "feature_age_seconds"} for p in body["predictions"]
+        ]
+
+    assert on_redis.settings.feast.online_store.type == "redis"
+    assert answers(from_redis) == answers(from_sqlite)
+    assert all(p["status"] != "not found" for p in from_redis["predictions"])
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
