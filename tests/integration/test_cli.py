@@ -138,3 +138,30 @@ def test_training_set_rebuild_gives_the_runs_rows(pipeline_run, monkeypatch, tmp
     rebuilt = pd.read_parquet(tmp_path / "set")
     assert len(rebuilt) == spec["entity_rows"]
     assert {f for lookup in spec["lookups"] for f in lookup["features"]} <= set(rebuilt.columns)
+
+
+def test_report_on_a_new_project_writes_a_page_that_says_what_is_missing(empty_project):
+    page = empty_project / "report.html"
+
+    result = invoke("report", "--use-case", "demand_forecasting", "--out", str(page))
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (f"demand_forecasting: monitoring report (0 charts) at {page}")
+    text = page.read_text()
+    assert "No drift results yet." in text and "No registered version." in text
+
+
+def test_report_out_with_several_use_cases_is_one_line(empty_project):
+    result = invoke("report", "--out", str(empty_project / "report.html"))
+
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "error: --out writes one page: choose one use case with --use-case"
+    )
+
+
+def test_inference_log_with_no_batches_says_so(empty_project):
+    result = invoke("inference-log", "--use-case", "predictive_maintenance")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "predictive_maintenance: no inference log batches to load"
