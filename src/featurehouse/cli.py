@@ -381,12 +381,13 @@ def serve(
 ) -> None:
     """Serve real-time predictions: POST /v1/use-cases/<name>/predict (docs at /docs)."""
     from featurehouse import jobs
+    from featurehouse.serving.settings import serving_settings
 
     settings = load_settings(env)
     chosen = list(_selected(settings, use_case))
     given = {"host": host, "port": port, "workers": workers}
     overrides = {k: v for k, v in given.items() if v is not None}
-    serving = settings.serving.model_copy(update=overrides)
+    serving = serving_settings(settings, overrides)
     names = ", ".join(uc.name for uc in chosen)
     typer.echo(f"serving {names} on http://{serving.host}:{serving.port} (docs at /docs)")
     jobs.serve(settings, chosen, overrides)
