@@ -60,8 +60,11 @@ setup: $(VENV)/.delta-jars $(TOOLS)/.redis $(TOOLS)/.chromium $(TOOLS)/.actionli
 demo: setup
 	$(VENV)/bin/featurehouse pipeline --env local
 
+# Two workers by default (one per core here): each has its own Spark session, and tests
+# that share an expensive run stay on one worker (see tests/conftest.py).
+TEST_WORKERS ?= 2
 test: setup
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --numprocesses $(TEST_WORKERS) --dist loadgroup
 
 lint:
 	$(VENV)/bin/ruff check src tests benchmarks scripts feature_repo notebooks
