@@ -87,6 +87,8 @@ class TableNames(_Strict):
     drift_profile: str = "drift_profile"
     # Every prediction the service answered (loaded from its batches by `inference-log`).
     inference_log: str = "inference_log"
+    # An anomaly use case's flagged rows, merged per entity into events.
+    anomaly_events: str = "anomaly_events"
 
     @field_validator("*")
     @classmethod
@@ -105,6 +107,9 @@ class TrainingSettings(_Strict):
     random_state: int = 7
     # Rows the permutation importance is measured on (a sample of the test window).
     importance_rows: int = Field(2000, ge=100)
+    # An anomaly detector's threshold when the validation window holds no labelled
+    # anomaly to choose it by: flag what is more unusual than this share of fitted rows.
+    anomaly_threshold: float = Field(0.99, gt=0, lt=1)
 
 
 class TuningSettings(_Strict):
@@ -114,6 +119,12 @@ class TuningSettings(_Strict):
     seed: int = 7
     # Replaces a candidate's declared search space, by candidate name.
     space: dict[str, dict[str, list[Any]]] = {}
+
+
+class ScoringSettings(_Strict):
+    # Each entity's spine rows within this span of its newest one are scored (null: the
+    # newest row only); an anomaly use case scores every row, to find events.
+    window: Duration | None = None
 
 
 class PerformanceSettings(_Strict):
@@ -174,6 +185,8 @@ class UseCaseSettings(_Strict):
     # The schema (database) of its tables; default: its name.
     lakehouse_schema: str | None = Field(None, alias="schema")
     raw_dir: Path | None = None
+    # A data set's file pattern under raw_dir, replacing the declared one, by data set name.
+    patterns: dict[str, str] = {}
     model_name: str | None = None
     experiment: str | None = None
     feature_service: str | None = None
@@ -183,6 +196,7 @@ class UseCaseSettings(_Strict):
     training: TrainingSettings
     tuning: TuningSettings
     validation: ValidationSettings = ValidationSettings()
+    scoring: ScoringSettings = ScoringSettings()
     performance: PerformanceSettings = PerformanceSettings()
     drift: DriftSettings
 

@@ -32,7 +32,7 @@ from pyspark.sql import types as T
 from featurehouse.config import QualitySettings
 from featurehouse.errors import DeclarationError, InputDataError
 from featurehouse.io import Lakehouse
-from featurehouse.usecase import Column, Csv, DateAndHour, Parquet, RawDataset, UseCase
+from featurehouse.usecase import Column, Csv, Custom, DateAndHour, Parquet, RawDataset, UseCase
 
 log = logging.getLogger(__name__)
 
@@ -135,21 +135,36 @@ class TimestampRange:
 # Finding and checking files (plain Python: nothing is written before all files pass)
 
 
-def find_raw_files(input_dir: Path, dataset: RawDataset) -> list[RawFile]:
-    """The data set's files in `input_dir` (maybe none), each checked to match its format."""
+def find_raw_files(
+    input_dir: Path, dataset: RawDataset, pattern: str | None = None
+) -> list[RawFile]:
+    """The data set's files in `input_dir` (maybe none), each checked to match its format.
+    `pattern` (from conf) replaces the declared one, e.g. to read one folder of a
+    published data set."""
     if not input_dir.is_dir():
         raise InputDataError(f"input folder not found: {input_dir}")
-    paths = sorted(p for p in input_dir.glob(dataset.pattern) if p.is_file())
+    paths = sorted(p for p in input_dir.glob(pattern or dataset.pattern) if p.is_file())
     files = [inspect_file(path, dataset.format) for path in paths]
     for raw_file in files:
         check_columns(raw_file, dataset)
     return files
 
 
-def inspect_file(path: Path, file_format: Csv | Parquet) -> RawFile:
+def inspect_file(path: Path, file_format: Csv | Parquet | Custom) -> RawFile:
     if isinstance(file_format, Parquet):
         return _inspect_parquet(path)
+    if isinstance(file_format, Custom):
+        return RawFile(path, tuple(_read_custom_file(path, file_format).columns))
     return _inspect_text(path, file_format)
+
+
+def _read_custom_file(path: Path, file_format: Custom):
+    try:
+        return file_format.read(path)
+    except Exception as exc:  # whatever the declared reader raises, name the file
+        raise InputDataError(
+            f"{path}: cannot be read as {file_format.description or 'declared'} ({exc})"
+        ) from None
 
 
 def _inspect_text(path: Path, file_format: Csv) -> RawFile:
@@ -260,7 +275,7 @@ def read_raw(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset) -> 
     groups: dict[object, list[RawFile]] = {}
     for raw_file in files:
         groups.setdefault(raw_file.group, []).append(raw_file)
-    read = _read_parquet if isinstance(dataset.format, Parquet) else _read_text
+    read = {"parquet": _read_parquet, "custom": _read_custom}.get(dataset.format.kind, _read_text)
     frames = [read(lake, group, dataset) for group in groups.values()]
     return functools.reduce(DataFrame.unionByName, frames)
 
@@ -335,6 +350,38 @@ def _read_parquet(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset
     )
 
 
+def _read_custom(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset) -> DataFrame:
+    """Rows the declared reader returns, every value as text, as if read from a CSV."""
+    import pandas as pd
+
+    file_columns = dataset.file_columns
+    frames = []
+    for raw_file in files:
+        rows = _read_custom_file(raw_file.path, dataset.format)
+        text = pd.DataFrame(
+            {_raw(c): rows[c.raw_name].map(_text, na_action="ignore") for c in file_columns}
+        )
+        frames.append(text.assign(_source_file=str(raw_file.path), _position=range(len(text))))
+    schema = ", ".join(f"{_raw(c)} STRING" for c in file_columns)
+    rows = lake.spark.createDataFrame(
+        pd.concat(frames, ignore_index=True).astype(object).where(lambda f: f.notna(), None),
+        f"{schema}, _source_file STRING, _position BIGINT",
+    )
+    return rows.select(
+        *[_raw(c) for c in file_columns],
+        *[F.lit(None).cast(c.dtype).alias(_native(c)) for c in file_columns],
+        F.lit(None).cast("string").alias("_line"),
+        F.lit(0).alias("_fields"),
+        F.lit(0).alias("_header_fields"),
+        "_source_file",
+        "_position",
+    )
+
+
+def _text(value: object) -> str:
+    return value.isoformat(sep=" ") if isinstance(value, datetime) else str(value)
+
+
 def _typed(column: Column, source: T.DataType) -> SparkColumn:
     """The Parquet value when its type says more than its text would, else null."""
     value = F.col(_quoted(column.raw_name))
@@ -370,6 +417,9 @@ def _parsed(column: Column) -> SparkColumn:
 
 
 def _constant(column: Column) -> SparkColumn:
+    if column.from_path:
+        parts = F.split(F.url_decode(F.col("_source_file")), "/")
+        return F.array_join(F.slice(parts, -column.from_path, column.from_path), "/")
     if column.format and column.dtype == "timestamp":
         return F.try_to_timestamp(F.lit(str(column.value)), F.lit(column.format))
     if column.format:
@@ -675,10 +725,16 @@ def ingest_dataset(
 
     Asked for by name, a data set without files is an error (`ingest_use_case` skips it).
     """
-    files = find_raw_files(input_dir, dataset)
+    files = find_raw_files(input_dir, dataset, _pattern(lake, dataset))
     if not files:
         raise InputDataError(f"{_no_files(dataset)} in {input_dir}")
     return ingest_files(lake, dataset, files, now or datetime.now(UTC))
+
+
+def _pattern(lake: Lakehouse, dataset: RawDataset) -> str | None:
+    """conf's pattern for the data set, if any (a lakehouse of an ad-hoc use case has none)."""
+    configured = lake.settings.use_cases.get(lake.use_case)
+    return configured.patterns.get(dataset.name) if configured else None
 
 
 def ingestion_order(datasets: Sequence[RawDataset]) -> list[RawDataset]:
@@ -713,7 +769,7 @@ def ingest_use_case(
     """
     if lake.use_case != use_case.name:
         raise ValueError(f"the lakehouse serves {lake.use_case!r}, not {use_case.name!r}")
-    found = {d.name: find_raw_files(input_dir, d) for d in use_case.datasets}
+    found = {d.name: find_raw_files(input_dir, d, _pattern(lake, d)) for d in use_case.datasets}
     if not any(found.values()):
         expected = ", ".join(_no_files(d) for d in use_case.datasets)
         raise InputDataError(

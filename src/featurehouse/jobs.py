@@ -170,9 +170,13 @@ def rebuild_training_set(settings: Settings, use_case: UseCase, run_id: str):
 
 
 def score(settings: Settings, use_case: UseCase):
+    """Batch scoring; an anomaly use case's new events are raised as alerts."""
+    from featurehouse.monitoring.alerts import anomaly_alerts
     from featurehouse.scoring import score as score_entities
 
-    return score_entities(lakehouse(settings, use_case), settings, use_case)
+    result = score_entities(lakehouse(settings, use_case), settings, use_case)
+    alert(settings, use_case, anomaly_alerts(use_case.name, use_case.keys, result.new_events))
+    return result
 
 
 def drift(settings: Settings, use_case: UseCase):

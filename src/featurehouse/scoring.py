@@ -1,16 +1,22 @@
-"""Batch scoring: a use case's champion model over the newest feature row of every entity.
+"""Batch scoring: a use case's champion model over the newest feature row of every entity
+(or every row of the last `scoring.window`).
 
 The predictions table is a history: every scoring run appends its rows, with the model
 version and the run's id. The id is derived from what the run read (the champion version
 and the Delta versions of the spine's data set and the feature tables), so a rerun over
 the same data replaces its own rows and duplicates nothing.
+
+An anomaly use case also merges each entity's consecutive flagged rows into anomaly
+events (entity, start, end, peak score) in their own table; the new ones are returned for
+alerting.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 import mlflow
 import pyspark.sql.functions as F
@@ -25,7 +31,7 @@ from featurehouse.store.training_set import service_features
 from featurehouse.training.evaluate import model_inputs
 from featurehouse.training.registry import CHAMPION, configure_mlflow, version_with_alias
 from featurehouse.training.train import registered_threshold
-from featurehouse.usecase import EVENT_TIMESTAMP, Classification, UseCase
+from featurehouse.usecase import EVENT_TIMESTAMP, Anomaly, Classification, UseCase, micros
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,9 @@ class ScoringResult:
     score_run_id: str
     inserted: int
     updated: int
+    # Anomaly use cases: events in the table after this run, and the ones it found new.
+    events: int = 0
+    new_events: list[dict] = field(default_factory=list)
 
 
 def score_run_id(lake: Lakehouse, use_case: UseCase, model_version: str) -> str:
@@ -47,17 +56,25 @@ def score_run_id(lake: Lakehouse, use_case: UseCase, model_version: str) -> str:
     return hashlib.sha256(f"{model_version}|{versions}".encode()).hexdigest()[:16]
 
 
-def latest_entity_rows(source: DataFrame, use_case: UseCase) -> DataFrame:
-    """Each entity at the time of its newest row in the spine's data set."""
+def latest_entity_rows(
+    source: DataFrame, use_case: UseCase, window: timedelta | None = None
+) -> DataFrame:
+    """Each entity at the time of its newest row in the spine's data set, or at each of its
+    rows within `window` of that one."""
     keys = use_case.entity.keys
     ts = use_case.spine.source.event_time
-    newest_first = Window.partitionBy(*keys).orderBy(F.col(ts).desc())
-    return (
-        source.withColumn("_rank", F.row_number().over(newest_first))
-        .where("_rank = 1")
-        .select(
-            *[F.col(k).cast(t).alias(k) for k, t in keys.items()], F.col(ts).alias(EVENT_TIMESTAMP)
+    if window is None:
+        newest_first = Window.partitionBy(*keys).orderBy(F.col(ts).desc())
+        rows = source.withColumn("_rank", F.row_number().over(newest_first)).where("_rank = 1")
+    else:
+        newest = F.max(F.unix_micros(ts)).over(Window.partitionBy(*keys))
+        rows = (
+            source.withColumn("_newest", newest)
+            .where(F.unix_micros(ts) > F.col("_newest") - micros(window))
+            .dropDuplicates([*keys, ts])
         )
+    return rows.select(
+        *[F.col(k).cast(t).alias(k) for k, t in keys.items()], F.col(ts).alias(EVENT_TIMESTAMP)
     )
 
 
@@ -97,7 +114,8 @@ def score(lake: Lakehouse, settings: Settings, use_case: UseCase) -> ScoringResu
         raise NoChampionError(
             f"no '{CHAMPION}' version of model {model_name}: run the training job first"
         )
-    entities = latest_entity_rows(lake.read(use_case.spine.source.name), use_case)
+    window = settings.use_case(use_case.name).scoring.window
+    entities = latest_entity_rows(lake.read(use_case.spine.source.name), use_case, window)
     service = settings.feature_service(use_case.name)
     features = service_features(lake, feature_store(settings), service, use_case, entities)
     run_id = score_run_id(lake, use_case, champion.version)
@@ -117,6 +135,58 @@ def score(lake: Lakehouse, settings: Settings, use_case: UseCase) -> ScoringResu
     log.info(
         "scored %d entities with %s version %s", scored_entities, champion.name, champion.version
     )
-    return ScoringResult(
+    outcome = ScoringResult(
         use_case.name, scored_entities, champion.version, run_id, result.inserted, result.updated
     )
+    if isinstance(use_case.task, Anomaly):
+        events, new = merge_anomaly_events(lake, use_case)
+        outcome = replace(outcome, events=events, new_events=new)
+    return outcome
+
+
+EVENT_COLUMNS = ("start", "end", "rows", "peak_score", "peak_time")
+
+
+def anomaly_events(predictions: DataFrame, use_case: UseCase) -> DataFrame:
+    """Each entity's runs of consecutive flagged rows, from the newest score of every row:
+    (keys, start, end, rows, peak_score, peak_time, model_version). Per entity on the
+    executors, with the same function training evaluates with."""
+    from featurehouse.training.anomaly_metrics import anomaly_events as events_of
+
+    task, keys = use_case.task, list(use_case.keys)
+    newest = Window.partitionBy(*keys, EVENT_TIMESTAMP).orderBy(F.col("scored_at").desc())
+    rows = (
+        predictions.withColumn("_rank", F.row_number().over(newest))
+        .where("_rank = 1")
+        .select(*keys, EVENT_TIMESTAMP, task.flag, task.prediction, "model_version")
+    )
+    key_types = dict(rows.select(*keys).dtypes)
+    schema = ", ".join(
+        [
+            *(f"`{k}` {t}" for k, t in key_types.items()),
+            "start timestamp, `end` timestamp, rows bigint, peak_score double",
+            "peak_time timestamp, model_version string",
+        ]
+    )
+
+    def per_entity(frame):
+        found = events_of(frame, keys, EVENT_TIMESTAMP, task.flag, task.prediction)
+        versions = frame.set_index(EVENT_TIMESTAMP)["model_version"]
+        return found.assign(model_version=versions.reindex(found["peak_time"]).to_numpy())
+
+    return rows.groupBy(*keys).applyInPandas(per_entity, schema)
+
+
+def merge_anomaly_events(lake: Lakehouse, use_case: UseCase) -> tuple[int, list[dict]]:
+    """Recompute the events from the predictions and merge them on (keys, start): an event
+    that grew since the last run is updated, not repeated. Returns the count and the new.
+    Events are few (runs of flags), so they are brought to the driver once."""
+    keys = [*use_case.keys, "start"]
+    events = anomaly_events(lake.read("predictions"), use_case)
+    found = lake.spark.createDataFrame(events.toPandas(), schema=events.schema)
+    new = found
+    if lake.exists("anomaly_events"):
+        new = found.join(lake.read("anomaly_events").select(*keys), on=keys, how="left_anti")
+    new_rows = new.toPandas().to_dict("records")
+    lake.merge(found, "anomaly_events", keys, update=list(EVENT_COLUMNS))
+    return lake.read("anomaly_events").count(), new_rows

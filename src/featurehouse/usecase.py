@@ -8,7 +8,8 @@ A use case is one folder (a Python package) that builds a `UseCase` from these t
 - its feature tables (`FeatureTable`: a declaration plus a pure DataFrame transform);
 - its `Label` (how the target is derived from bronze tables, over a horizon), its `Spine`
   (which entity rows are trained on and scored), its `Split`;
-- its task (`Classification` or `Regression`), model factory and prediction columns;
+- its task (`Classification`, `Regression` or `Anomaly`), candidate models and prediction
+  columns;
 - optionally a `Simulator` that writes raw files for the demo.
 
 Settings that differ by environment or are tuned (hyper-parameters, split fractions,
@@ -138,7 +139,9 @@ class Column:
     `raw` is its name in the file (default: `name`). A timestamp or date column is parsed
     with `format` (a Spark datetime pattern). A row is quarantined when a required value is
     missing or unparsable, outside [`min`, `max`], or not one of `allowed`. `value` makes a
-    constant column the file does not have (e.g. the one entity of a single series).
+    constant column the file does not have (e.g. the one entity of a single series);
+    `from_path` takes the column from the last `from_path` parts of the file's path instead
+    (e.g. 2: `folder/series.csv`, for data sets that keep one entity per file).
     """
 
     name: str
@@ -150,10 +153,16 @@ class Column:
     max: float | None = None
     allowed: tuple[str, ...] | None = None
     value: Any = None
+    from_path: int = 0
     description: str = ""
 
     def __post_init__(self) -> None:
         _identifier("column", self.name)
+        if self.from_path < 0 or (self.from_path and self.value is not None):
+            raise DeclarationError(
+                f"column {self.name!r}: from_path is a positive count of path parts, and a"
+                " column is either a constant or from the path"
+            )
         if self.dtype not in COLUMN_TYPES:
             raise DeclarationError(
                 f"column {self.name!r}: type {self.dtype!r} not in {COLUMN_TYPES}"
@@ -167,7 +176,8 @@ class Column:
 
     @property
     def is_constant(self) -> bool:
-        return self.value is not None
+        """Not read from the file's rows: a constant, or a part of the file's path."""
+        return self.value is not None or self.from_path > 0
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,20 @@ class Parquet:
     @property
     def kind(self) -> str:
         return "parquet"
+
+
+@dataclass(frozen=True)
+class Custom:
+    """Any small file Python can read (JSON, a spreadsheet): `read(path)` returns a pandas
+    DataFrame whose columns are the raw columns. Read on the driver, so for labels and
+    calendars, not for bulk data; its rows are then checked like a CSV's."""
+
+    read: Callable[[Path], Any]
+    description: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "custom"
 
 
 @dataclass(frozen=True)
@@ -268,7 +292,7 @@ class RawDataset:
     columns: tuple[Column, ...]
     keys: tuple[str, ...]
     time: EventTime | None = None
-    format: Csv | Parquet = Csv()
+    format: Csv | Parquet | Custom = Csv()
     references: tuple[Reference, ...] = ()
     version: str | None = None
     description: str = ""
@@ -466,12 +490,18 @@ class Spine:
             raise DeclarationError("spine: `every` must be positive")
 
 
+LABEL_KINDS = ("event", "sum", "window")
+
+
 @dataclass(frozen=True)
 class Label:
     """The target of each spine row at time t, from the events of `source` in the horizon.
 
-    `kind` is "event" (1 when the entity has a row of `source` in the horizon, else 0) or
-    "sum" (the sum of `column` over the rows in the horizon). `closed` says which ends of
+    `kind` is "event" (1 when the entity has a row of `source` in the horizon, else 0),
+    "sum" (the sum of `column` over the rows in the horizon), or "window" (1 when t falls
+    in one of the entity's windows: a row of `source` from its event time to `column`,
+    both ends included, such as a labelled incident; the horizon is then only how long
+    after t the label is known). `closed` says which ends of
     the horizon count: "right" is (t, t + horizon] (the default: what happens at t itself
     is already known at t), "both" is [t, t + horizon], "left" is [t, t + horizon).
     Rows whose horizon reaches past the newest time of the spine's data set are not
@@ -487,11 +517,12 @@ class Label:
 
     def __post_init__(self) -> None:
         _identifier("label", self.name)
-        if self.kind not in ("event", "sum"):
-            raise DeclarationError(f"label {self.name!r}: kind must be 'event' or 'sum'")
-        if self.kind == "sum" and self.column not in self.source.bronze_columns:
+        if self.kind not in LABEL_KINDS:
+            raise DeclarationError(f"label {self.name!r}: kind must be one of {LABEL_KINDS}")
+        if self.kind != "event" and self.column not in self.source.bronze_columns:
             raise DeclarationError(
-                f"label {self.name!r}: sums {self.column!r}, not a column of {self.source.name!r}"
+                f"label {self.name!r}: {self.kind} reads {self.column!r}, not a column of"
+                f" {self.source.name!r}"
             )
         if self.closed not in ("right", "both", "left"):
             raise DeclarationError(f"label {self.name!r}: closed must be right, both or left")
@@ -501,7 +532,7 @@ class Label:
             raise DeclarationError(f"label {self.name!r}: the horizon must be positive")
 
 
-SPLITS = ("time", "entity", "time_and_entity")
+SPLITS = ("time", "time_per_entity", "entity", "time_and_entity")
 
 
 @dataclass(frozen=True)
@@ -511,7 +542,9 @@ class Split:
     "time": the oldest span trains, the next validates, the newest tests (fractions of the
     time span, from conf). "entity": whole entities are held out (fractions of the
     entities), for run-to-failure data where the test must be units never seen. Both:
-    held-out entities, in the later periods only. A row whose label horizon reaches into
+    held-out entities, in the later periods only. "time_per_entity": each entity's own time
+    span is split by the fractions, for entities recorded in different periods (series
+    from different months). A row whose label horizon reaches into
     the next period is dropped (the gap is the label's horizon).
     """
 
@@ -559,7 +592,7 @@ class Candidate:
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "smape", "r2")
 # Lower is better for errors; higher for the rest.
-LOWER_IS_BETTER = frozenset({"mae", "rmse", "smape", "mse"})
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "smape", "mse", "false_alarms_per_day"})
 
 
 @dataclass(frozen=True)
@@ -582,6 +615,35 @@ class Regression:
     baseline: str | None = None
     kind: str = "regression"
     metrics: tuple[str, ...] = REGRESSION_METRICS
+
+
+ANOMALY_METRICS = (
+    *CLASSIFICATION_METRICS,
+    "window_recall",
+    "false_alarms_per_day",
+    "point_precision",
+    "point_recall",
+    "point_f1",
+)
+
+
+@dataclass(frozen=True)
+class Anomaly(Classification):
+    """Unsupervised detection: the detector is fitted to the features alone and scores each
+    entity row (`prediction`, in [0, 1]: how unusual the row is next to the rows it was
+    fitted on); `flag` is 1 at or above the threshold.
+
+    The label (known incident windows) never reaches the fit: it only chooses the threshold
+    on the validation window (best F1) and evaluates on the test window. A model scored
+    like a classifier everywhere else (scoring, serving, monitoring). Consecutive flagged
+    rows of an entity become one anomaly event. `baseline` names a feature that is itself
+    an anomaly score (a rolling z-score): the rule every metric is read against, its
+    threshold chosen on the validation window like the model's.
+    """
+
+    baseline: str | None = None
+    kind: str = "anomaly"
+    metrics: tuple[str, ...] = ANOMALY_METRICS
 
 
 Task = Classification | Regression

@@ -29,7 +29,7 @@ ALERT_KEYS = ("kind", "subject")
 @dataclass(frozen=True)
 class Alert:
     use_case: str
-    kind: str  # "drift", "performance_drop", "data_quality", "stale_features"
+    kind: str  # "drift", "performance_drop", "data_quality", "stale_features", "anomaly"
     subject: str  # what it is about, unique per kind: a window, a table, a version
     message: str
     severity: str = "warning"
@@ -56,6 +56,24 @@ def performance_alerts(report) -> list[Alert]:
         Alert(report.use_case, "performance_drop", text.split(":")[0], text, "critical")
         for text in report.dropped
     ]
+
+
+def anomaly_alerts(use_case: str, keys: Sequence[str], events: Sequence[dict]) -> list[Alert]:
+    """One alert per new anomaly event from batch scoring (`scoring.ScoringResult`)."""
+    alerts = []
+    for event in events:
+        entity = ", ".join(f"{k}={event[k]}" for k in keys)
+        alerts.append(
+            Alert(
+                use_case,
+                "anomaly",
+                f"{entity} from {event['start']:%Y-%m-%d %H:%M}",
+                f"anomaly at {entity}: {event['rows']} flagged row(s) from"
+                f" {event['start']:%Y-%m-%d %H:%M} to {event['end']:%Y-%m-%d %H:%M}, peak score"
+                f" {event['peak_score']:.3f} at {event['peak_time']:%Y-%m-%d %H:%M}",
+            )
+        )
+    return alerts
 
 
 def quality_alerts(use_case: str, checks: Sequence[str], severity: str) -> list[Alert]:

@@ -5,9 +5,15 @@
    on the train window and scored on the validation window (time-ordered, never the test
    window); the best by the promotion metric wins.
 3. Refit the winner on train + validation. A classifier's decision threshold is chosen on
-   the validation window and travels inside the model (`FixedThresholdClassifier`).
+   the validation window and travels inside the model (`FixedThresholdClassifier`, or the
+   anomaly detector's own `threshold`).
 4. Evaluate once on the test window, beside a baseline scored on the same rows: the class
-   prior for a classifier, the declared seasonal-naive feature for a regressor.
+   prior for a classifier, the declared seasonal-naive feature for a regressor, the
+   declared rule's feature for an anomaly detector.
+
+An anomaly detector is fitted to the features alone: its label (known incident windows)
+only chooses the threshold and evaluates, with the window metrics of
+`training.anomaly_metrics` beside the row-level ones.
 
 Pure functions of the frame, the declarations and the settings: no MLflow, no Spark. The
 training job (`featurehouse.training.train`) logs and registers what these return.
@@ -26,6 +32,7 @@ from sklearn.model_selection import FixedThresholdClassifier
 
 from featurehouse.config import UseCaseSettings
 from featurehouse.errors import ConfigError, FeaturehouseError
+from featurehouse.training.anomaly_metrics import window_metrics
 from featurehouse.training.metrics import (
     best_f1_threshold,
     classification_metrics,
@@ -33,10 +40,18 @@ from featurehouse.training.metrics import (
     regression_metrics,
 )
 from featurehouse.training.split import DataSplit, split_frame
-from featurehouse.usecase import Candidate, Classification, ModelInputs, Task, UseCase
+from featurehouse.usecase import (
+    EVENT_TIMESTAMP,
+    Anomaly,
+    Candidate,
+    Classification,
+    ModelInputs,
+    Task,
+    UseCase,
+)
 
 # The metric that selects and promotes when conf names none.
-DEFAULT_PROMOTION_METRIC = {"classification": "pr_auc", "regression": "rmse"}
+DEFAULT_PROMOTION_METRIC = {"classification": "pr_auc", "regression": "rmse", "anomaly": "pr_auc"}
 
 
 def model_inputs(use_case: UseCase, params: dict[str, Any]) -> ModelInputs:
@@ -73,8 +88,32 @@ def task_metrics(task: Task, labels: np.ndarray, predictions: np.ndarray, thresh
 
 
 def decision_threshold(model: Any) -> float | None:
-    """A classifier's threshold, carried by the model itself; None for a regressor."""
-    return float(model.threshold) if isinstance(model, FixedThresholdClassifier) else None
+    """A classifier's or detector's threshold, carried by the model itself; None for a
+    regressor."""
+    threshold = getattr(model, "threshold", None)
+    return None if threshold is None else float(threshold)
+
+
+def part_metrics(
+    use_case: UseCase, part: pd.DataFrame, scores: np.ndarray, threshold: float | None
+) -> dict[str, float]:
+    """The task's metrics of `scores` on one part of the split; for an anomaly detector
+    also whether each labelled window was found, and the false alarms."""
+    label, task = use_case.label.name, use_case.task
+    metrics = task_metrics(task, part[label].to_numpy(), scores, threshold)
+    if isinstance(task, Anomaly):
+        flagged = part[[*use_case.keys, EVENT_TIMESTAMP, label]].assign(
+            _flag=(scores >= threshold).astype(int)
+        )
+        metrics |= window_metrics(flagged, use_case.keys, EVENT_TIMESTAMP, label, "_flag")
+    return metrics
+
+
+def fit_model(estimator: Any, task: Task, rows: pd.DataFrame, columns: list[str], label: str):
+    """Fit on `rows`; an anomaly detector is given the features only, never the label."""
+    if isinstance(task, Anomaly):
+        return estimator.fit(rows[columns])
+    return estimator.fit(rows[columns], rows[label])
 
 
 def input_columns(model: Any) -> list[str]:
@@ -161,10 +200,12 @@ def fit_and_evaluate(
     for candidate in use_case.candidates:
         for params in parameter_sets(candidate, settings):
             inputs = model_inputs(use_case, params)
-            model = candidate.factory(inputs).fit(split.train[inputs.columns], split.train[label])
+            model = fit_model(candidate.factory(inputs), task, split.train, inputs.columns, label)
             predictions = predict(model, task, split.validation[inputs.columns])
-            threshold = _threshold(task, split.validation[label].to_numpy(), predictions)
-            metrics = task_metrics(task, split.validation[label].to_numpy(), predictions, threshold)
+            threshold = _threshold(
+                task, split.validation[label].to_numpy(), predictions, cfg.anomaly_threshold
+            )
+            metrics = part_metrics(use_case, split.validation, predictions, threshold)
             trial = Trial(candidate.name, params, metrics, metrics[metric])
             trials.append(trial)
             if best is None or better(metric, trial.score, best[0].score):
@@ -172,17 +213,17 @@ def fit_and_evaluate(
     trial, candidate, inputs, threshold = best
     model = _refit(
         candidate.factory(inputs),
+        task,
         threshold,
         pd.concat([split.train, split.validation]),
         inputs,
         label,
     )
-    test_labels = split.test[label].to_numpy()
     test_predictions = predict(model, task, split.test[inputs.columns])
-    baseline_name, baseline = baseline_metrics(use_case, split)
+    baseline_name, baseline = baseline_metrics(use_case, split, cfg.anomaly_threshold)
     metrics = {
         "validation": trial.validation_metrics,
-        "test": task_metrics(task, test_labels, test_predictions, threshold),
+        "test": part_metrics(use_case, split.test, test_predictions, threshold),
         "baseline_test": baseline,
     }
     return Evaluation(
@@ -191,26 +232,53 @@ def fit_and_evaluate(
     )  # fmt: skip
 
 
-def _threshold(task: Task, labels: np.ndarray, predictions: np.ndarray) -> float | None:
+def _threshold(
+    task: Task, labels: np.ndarray, predictions: np.ndarray, unlabelled: float
+) -> float | None:
+    """Best F1 on the validation window; for a detector whose validation window holds no
+    labelled anomaly, the configured share of fitted rows (`anomaly_threshold`)."""
+    if isinstance(task, Anomaly) and len(np.unique(labels)) < 2:
+        return unlabelled
     return best_f1_threshold(labels, predictions) if isinstance(task, Classification) else None
 
 
 def _refit(
-    estimator: Any, threshold: float | None, rows: pd.DataFrame, inputs: ModelInputs, label: str
+    estimator: Any,
+    task: Task,
+    threshold: float | None,
+    rows: pd.DataFrame,
+    inputs: ModelInputs,
+    label: str,
 ):
-    """The winner fitted on train + validation; a classifier wrapped with its threshold."""
-    if threshold is not None:
+    """The winner fitted on train + validation, with its threshold inside."""
+    if isinstance(task, Anomaly):
+        estimator.set_params(threshold=threshold)
+    elif threshold is not None:
         estimator = FixedThresholdClassifier(
             estimator, threshold=threshold, response_method="predict_proba"
         )
-    return estimator.fit(rows[inputs.columns], rows[label])
+    return fit_model(estimator, task, rows, inputs.columns, label)
 
 
-def baseline_metrics(use_case: UseCase, split: DataSplit) -> tuple[str, dict[str, float]]:
+def baseline_metrics(
+    use_case: UseCase, split: DataSplit, unlabelled_threshold: float
+) -> tuple[str, dict[str, float]]:
     """The reference every metric is read against, on the test window: a classifier's class
-    prior (the train window's positive rate for every row), or a regressor's declared
-    seasonal-naive feature (rows where it is known)."""
+    prior (the train window's positive rate for every row), a regressor's declared
+    seasonal-naive feature (rows where it is known), or a detector's declared rule (the
+    magnitude of a feature, such as a z-score, thresholded on the validation window)."""
     label, task = use_case.label.name, use_case.task
+    if isinstance(task, Anomaly) and task.baseline is not None:
+        def rule(part: pd.DataFrame) -> np.ndarray:
+            return part[task.baseline].abs().fillna(0.0).to_numpy(dtype=float)
+
+        validation = split.validation
+        labels = validation[label].to_numpy()
+        if len(np.unique(labels)) < 2:
+            threshold = float(np.quantile(rule(validation), unlabelled_threshold))
+        else:
+            threshold = best_f1_threshold(labels, rule(validation))
+        return task.baseline, part_metrics(use_case, split.test, rule(split.test), threshold)
     if isinstance(task, Classification):
         prior = float(split.train[label].mean())
         scores = np.full(len(split.test), prior)
@@ -234,7 +302,10 @@ def check_parts(use_case: UseCase, split: DataSplit) -> None:
             raise FeaturehouseError(
                 f"{use_case.name}: the {name} split is empty; need more history (or entities)"
             )
-    if isinstance(use_case.task, Classification) and split.train[label].nunique() < 2:
+    supervised = isinstance(use_case.task, Classification) and not isinstance(
+        use_case.task, Anomaly
+    )
+    if supervised and split.train[label].nunique() < 2:
         raise FeaturehouseError(
             f"{use_case.name}: the train split holds one class only; need more history"
         )

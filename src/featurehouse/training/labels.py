@@ -53,6 +53,23 @@ def _frame(label: Label) -> tuple[int, int]:
     }[label.closed]
 
 
+def _in_window(entities: DataFrame, windows: DataFrame, label: Label, keys: list[str]) -> DataFrame:
+    """1 when the row's time is inside one of its entity's [start, end] windows. Windows are
+    few (labelled incidents), so they are broadcast and joined by entity."""
+    key_types = dict(entities.select(*keys).dtypes)
+    spans = windows.select(
+        *[F.col(k).cast(key_types[k]).alias(k) for k in keys],
+        F.col(label.source.event_time).alias("_start"),
+        F.col(label.column).alias("_end"),
+    )
+    inside = F.col(EVENT_TIMESTAMP).between(F.col("_start"), F.col("_end"))
+    return (
+        entities.join(F.broadcast(spans), on=keys, how="left")
+        .groupBy(*keys, EVENT_TIMESTAMP)
+        .agg(F.max(F.coalesce(inside, F.lit(False)).cast("int")).alias(label.name))
+    )
+
+
 def with_label(
     entities: DataFrame,
     events: DataFrame,
@@ -77,6 +94,8 @@ def with_label(
     known = entities.where(
         F.unix_micros(EVENT_TIMESTAMP) + horizon <= F.unix_micros(F.lit(observed_until))
     )
+    if label.kind == "window":
+        return _in_window(known, events, label, keys)
     value = F.lit(1.0) if label.kind == "event" else F.col(label.column).cast("double")
     key_types = dict(known.select(*keys).dtypes)
     union = known.select(

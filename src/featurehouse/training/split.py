@@ -1,6 +1,7 @@
 """Train, validation and test sets by time, by entity, or both, as a use case declares.
 
-By time, a row is dropped when its timestamp is within `gap` (the label's horizon) before a
+By time (of all entities together, or of each entity's own span for entities recorded in
+different periods), a row is dropped when its timestamp is within `gap` (the label's horizon) before a
 boundary: its label looks into the next period. By entity, whole entities are held out,
 chosen by a stable hash of their keys, so the same entity lands in the same part in every
 run and no test entity was ever seen in training.
@@ -69,6 +70,17 @@ def split_frame(
     everywhere = pd.Series(True, index=frame.index)
     in_time = {"train": everywhere, "validation": everywhere, "test": everywhere}
     validation_start = test_start = None
+    if how.by == "time_per_entity":
+        # Each entity's own span: series recorded in different months each test on their end.
+        by_entity = times.groupby([frame[k] for k in keys])
+        first, last = by_entity.transform("min"), by_entity.transform("max")
+        entity_test_start = last - (last - first) * test_fraction
+        entity_validation_start = entity_test_start - (last - first) * validation_fraction
+        in_time = {
+            "train": times < entity_validation_start - gap,
+            "validation": (times >= entity_validation_start) & (times < entity_test_start - gap),
+            "test": times >= entity_test_start,
+        }
     if how.by in ("time", "time_and_entity"):
         validation_start, test_start = time_boundaries(times, validation_fraction, test_fraction)
         in_time = {

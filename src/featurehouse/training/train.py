@@ -49,6 +49,10 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn._loss.link.IdentityLink",
     "sklearn._loss.link.LogLink",
     "sklearn._loss.link.Interval",
+    # The anomaly detectors: our wrapper, Isolation Forest's trees and their dtypes.
+    "featurehouse.training.anomaly.AnomalyDetector",
+    "sklearn.tree._tree.Tree",
+    "numpy.dtype",
 ]
 REFERENCE_ARTIFACT = "reference/training_reference.parquet"
 TEST_WINDOW_ARTIFACT = "evaluation/test_window.parquet"
