@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from featurehouse.config import Settings
 from featurehouse.jobs import PipelineOutcome, lakehouse
-from featurehouse.usecase import UseCase
+from featurehouse.usecase import Anomaly, UseCase
 
 
 def table_row_counts(settings: Settings, use_case: UseCase) -> dict[str, int]:
@@ -40,6 +40,11 @@ def use_case_summary(settings: Settings, use_case: UseCase, outcome: PipelineOut
         return [*lines, f"  stopped: {outcome.stopped}"]
     scoring = outcome.scoring
     lines.append(f"  scored {scoring.entities:,d} entities with v{scoring.model_version}")
+    if isinstance(use_case.task, Anomaly):
+        lines.append(
+            f"  anomaly events: {scoring.events:,d} in the table, {len(scoring.new_events):,d}"
+            " new (each raised as an alert)"
+        )
     drift = outcome.drift
     drifted = ", ".join(drift.drifted_columns[:5])
     more = f" and {len(drift.drifted_columns) - 5} more" if len(drift.drifted_columns) > 5 else ""

@@ -28,6 +28,7 @@ E2E_USE_CASES = {
         "tuning": {"trials": 2},
     },
     "bike_sharing": {"tuning": {"trials": 2}},
+    "anomaly_detection": {"simulation": {"series": 4, "days": 14, "seed": 7}},
 }
 
 

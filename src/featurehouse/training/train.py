@@ -34,7 +34,7 @@ from featurehouse.training import plots
 from featurehouse.training.dataset import SPEC_ARTIFACT, build_training_dataset
 from featurehouse.training.evaluate import Evaluation, fit_and_evaluate, predict, promotion_metric
 from featurehouse.training.registry import CHALLENGER, ModelVersionRef, configure_mlflow, set_alias
-from featurehouse.usecase import EVENT_TIMESTAMP, Classification, UseCase
+from featurehouse.usecase import EVENT_TIMESTAMP, Anomaly, Classification, UseCase
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ SKOPS_TRUSTED_TYPES = [
 REFERENCE_ARTIFACT = "reference/training_reference.parquet"
 TEST_WINDOW_ARTIFACT = "evaluation/test_window.parquet"
 THRESHOLD_TAG = "decision_threshold"
+LABEL_USE_UNSUPERVISED = "threshold and evaluation only; the detector is fitted without it"
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ def log_run(
     }
     if evaluation.threshold is not None:
         params[THRESHOLD_TAG] = round(evaluation.threshold, 6)
+    if isinstance(use_case.task, Anomaly):
+        params["label_use"] = LABEL_USE_UNSUPERVISED
     mlflow.log_params(params)
     for part, values in evaluation.metrics.items():
         mlflow.log_metrics({f"{part}_{k}": v for k, v in values.items() if v == v})

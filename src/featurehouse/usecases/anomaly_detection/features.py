@@ -60,6 +60,8 @@ def with_metric_features(metrics: DataFrame) -> DataFrame:
         "week_ago_zscore": _ratio(value - F.avg(value).over(_around(WEEK)), std_1d),
         "volatility_ratio_1h": _ratio(F.stddev_samp(value).over(trailing(KEYS, TS, HOUR)), std_1d),
         "level_shift_1h": _ratio(F.avg(value).over(trailing(KEYS, TS, HOUR)) - mean_1d, std_1d),
+        # A z-score is unknown where nothing varies: this says so (1.0 for a stuck value).
+        "flat_share_1h": F.avg((value == previous).cast("double")).over(trailing(KEYS, TS, HOUR)),
     }
     return metrics.select(
         F.col(SERIES),
@@ -96,6 +98,11 @@ _FEATURES = (
         "level_shift_1h",
         "double",
         "(mean over (t - 1h, t] - mean over (t - 1d, t)) / std over (t - 1d, t)",
+    ),
+    Feature(
+        "flat_share_1h",
+        "double",
+        "Share of the samples in (t - 1h, t] equal to the one before: 1 for a stuck value",
     ),
 )
 
