@@ -107,10 +107,8 @@ class TrainingSettings(_Strict):
     random_state: int = 7
     # Rows the permutation importance is measured on (a sample of the test window).
     importance_rows: int = Field(2000, ge=100)
-    # An anomaly detector's threshold is chosen on the validation window to find the most
-    # labelled windows with at most this many false alarms per series-day ...
-    false_alarm_budget: float = Field(1.0, gt=0)
-    # ... or, when no window is labelled there, to flag this share of its rows' top scores.
+    # An anomaly detector's threshold when the validation window holds no labelled
+    # anomaly to choose it by: flag what is more unusual than this share of fitted rows.
     anomaly_threshold: float = Field(0.99, gt=0, lt=1)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import FixedThresholdClassifier
 
-from featurehouse.config import TrainingSettings, UseCaseSettings
+from featurehouse.config import UseCaseSettings
 from featurehouse.errors import ConfigError, FeaturehouseError
 from featurehouse.training.anomaly_metrics import window_metrics
 from featurehouse.training.metrics import (
@@ -203,7 +202,9 @@ def fit_and_evaluate(
             inputs = model_inputs(use_case, params)
             model = fit_model(candidate.factory(inputs), task, split.train, inputs.columns, label)
             predictions = predict(model, task, split.validation[inputs.columns])
-            threshold = _threshold(use_case, split.validation, predictions, cfg)
+            threshold = _threshold(
+                task, split.validation[label].to_numpy(), predictions, cfg.anomaly_threshold
+            )
             metrics = part_metrics(use_case, split.validation, predictions, threshold)
             trial = Trial(candidate.name, params, metrics, metrics[metric])
             trials.append(trial)
@@ -219,7 +220,7 @@ def fit_and_evaluate(
         label,
     )
     test_predictions = predict(model, task, split.test[inputs.columns])
-    baseline_name, baseline = baseline_metrics(use_case, split, cfg)
+    baseline_name, baseline = baseline_metrics(use_case, split, cfg.anomaly_threshold)
     metrics = {
         "validation": trial.validation_metrics,
         "test": part_metrics(use_case, split.test, test_predictions, threshold),
@@ -232,45 +233,13 @@ def fit_and_evaluate(
 
 
 def _threshold(
-    use_case: UseCase, validation: pd.DataFrame, predictions: np.ndarray, cfg: TrainingSettings
+    task: Task, labels: np.ndarray, predictions: np.ndarray, unlabelled: float
 ) -> float | None:
-    """A classifier's best F1 on the validation window; a detector's `detection_threshold`."""
-    task = use_case.task
-    if isinstance(task, Anomaly):
-        return detection_threshold(validation, predictions, use_case.keys, use_case.label.name, cfg)
-    if isinstance(task, Classification):
-        return best_f1_threshold(validation[use_case.label.name].to_numpy(), predictions)
-    return None
-
-
-# The thresholds a detector's are chosen from: its validation scores' upper quantiles.
-THRESHOLD_QUANTILES = np.linspace(0.9, 0.999, 45)
-
-
-def detection_threshold(
-    validation: pd.DataFrame,
-    scores: np.ndarray,
-    keys: Sequence[str],
-    label: str,
-    cfg: TrainingSettings,
-) -> float:
-    """The threshold an operator would pick on the validation window: the one that finds the
-    most labelled windows while raising at most `false_alarm_budget` false alarms per
-    series-day (on a tie, the higher: fewer alarms), else the one with the fewest false
-    alarms. Without a labelled window there, the `anomaly_threshold` quantile of the scores.
-    Row-level F1 would not do: where windows are wide, it buys recall with alarms."""
-    if validation[label].nunique() < 2:
-        return float(np.quantile(scores, cfg.anomaly_threshold))
-    rows = validation[[*keys, EVENT_TIMESTAMP, label]]
-    outcomes = []  # (threshold, window recall, false alarms per series-day)
-    for threshold in np.unique(np.quantile(scores, THRESHOLD_QUANTILES)):
-        flagged = rows.assign(_flag=(scores >= threshold).astype(int))
-        found = window_metrics(flagged, keys, EVENT_TIMESTAMP, label, "_flag")
-        outcomes.append((threshold, found["window_recall"], found["false_alarms_per_day"]))
-    within = [o for o in outcomes if o[2] <= cfg.false_alarm_budget]
-    if within:
-        return float(max(within, key=lambda o: (o[1], o[0]))[0])
-    return float(min(outcomes, key=lambda o: (o[2], -o[0]))[0])
+    """Best F1 on the validation window; for a detector whose validation window holds no
+    labelled anomaly, the configured share of fitted rows (`anomaly_threshold`)."""
+    if isinstance(task, Anomaly) and len(np.unique(labels)) < 2:
+        return unlabelled
+    return best_f1_threshold(labels, predictions) if isinstance(task, Classification) else None
 
 
 def _refit(
@@ -292,7 +261,7 @@ def _refit(
 
 
 def baseline_metrics(
-    use_case: UseCase, split: DataSplit, cfg: TrainingSettings
+    use_case: UseCase, split: DataSplit, unlabelled_threshold: float
 ) -> tuple[str, dict[str, float]]:
     """The reference every metric is read against, on the test window: a classifier's class
     prior (the train window's positive rate for every row), a regressor's declared
@@ -300,12 +269,15 @@ def baseline_metrics(
     magnitude of a feature, such as a z-score, thresholded on the validation window)."""
     label, task = use_case.label.name, use_case.task
     if isinstance(task, Anomaly) and task.baseline is not None:
-
         def rule(part: pd.DataFrame) -> np.ndarray:
             return part[task.baseline].abs().fillna(0.0).to_numpy(dtype=float)
 
         validation = split.validation
-        threshold = detection_threshold(validation, rule(validation), use_case.keys, label, cfg)
+        labels = validation[label].to_numpy()
+        if len(np.unique(labels)) < 2:
+            threshold = float(np.quantile(rule(validation), unlabelled_threshold))
+        else:
+            threshold = best_f1_threshold(labels, rule(validation))
         return task.baseline, part_metrics(use_case, split.test, rule(split.test), threshold)
     if isinstance(task, Classification):
         prior = float(split.train[label].mean())
