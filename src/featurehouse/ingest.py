@@ -342,12 +342,20 @@ def _read_parquet(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset
     return rows.select(
         *[F.col(_quoted(c.raw_name)).cast("string").alias(_raw(c)) for c in file_columns],
         *[_typed(c, types[c.raw_name]).alias(_native(c)) for c in file_columns],
+        *_origin_without_line(),
+    )
+
+
+def _origin_without_line() -> list[SparkColumn | str]:
+    """What a row read from a file without lines (Parquet, a custom reader) carries beside
+    its values: no line and no width to check, its file and position."""
+    return [
         F.lit(None).cast("string").alias("_line"),
         F.lit(0).alias("_fields"),
         F.lit(0).alias("_header_fields"),
         "_source_file",
         "_position",
-    )
+    ]
 
 
 def _read_custom(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset) -> DataFrame:
@@ -370,11 +378,7 @@ def _read_custom(lake: Lakehouse, files: Sequence[RawFile], dataset: RawDataset)
     return rows.select(
         *[_raw(c) for c in file_columns],
         *[F.lit(None).cast(c.dtype).alias(_native(c)) for c in file_columns],
-        F.lit(None).cast("string").alias("_line"),
-        F.lit(0).alias("_fields"),
-        F.lit(0).alias("_header_fields"),
-        "_source_file",
-        "_position",
+        *_origin_without_line(),
     )
 
 

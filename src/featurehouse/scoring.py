@@ -28,6 +28,7 @@ from featurehouse.errors import NoChampionError
 from featurehouse.io import Lakehouse
 from featurehouse.store.feast_store import feature_store
 from featurehouse.store.training_set import service_features
+from featurehouse.training.anomaly_metrics import PEAK_COLUMNS, RUN_COLUMNS
 from featurehouse.training.evaluate import model_inputs
 from featurehouse.training.registry import CHAMPION, configure_mlflow, version_with_alias
 from featurehouse.training.train import registered_threshold
@@ -144,7 +145,8 @@ def score(lake: Lakehouse, settings: Settings, use_case: UseCase) -> ScoringResu
     return outcome
 
 
-EVENT_COLUMNS = ("start", "end", "rows", "peak_score", "peak_time")
+# What an event's later runs may change: everything but its entity and start.
+EVENT_COLUMNS = (*RUN_COLUMNS, *PEAK_COLUMNS)
 
 
 def anomaly_events(predictions: DataFrame, use_case: UseCase) -> DataFrame:

@@ -269,6 +269,7 @@ def baseline_metrics(
     magnitude of a feature, such as a z-score, thresholded on the validation window)."""
     label, task = use_case.label.name, use_case.task
     if isinstance(task, Anomaly) and task.baseline is not None:
+
         def rule(part: pd.DataFrame) -> np.ndarray:
             return part[task.baseline].abs().fillna(0.0).to_numpy(dtype=float)
 

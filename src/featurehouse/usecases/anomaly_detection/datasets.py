@@ -37,9 +37,7 @@ METRICS = RawDataset(
 def read_windows(path: Path) -> pd.DataFrame:
     """NAB's `{file: [[start, end], ...]}` as rows (series, window_start, window_end)."""
     windows = json.loads(path.read_text())
-    rows = [
-        (series, start, end) for series, spans in windows.items() for start, end in spans
-    ]
+    rows = [(series, start, end) for series, spans in windows.items() for start, end in spans]
     return pd.DataFrame(rows, columns=[SERIES, "window_start", "window_end"])
 
 
