@@ -1,4 +1,5 @@
-"""One small pipeline run of every use case, shared by the end-to-end tests.
+"""One small pipeline run of every use case, shared by the end-to-end tests; each use
+case's pipeline runs when a test first asks for its outcome.
 
 Predictive maintenance and demand forecasting run on their simulators at a size small
 enough for CI and big enough for every split to hold signal; bike sharing runs on the
@@ -36,10 +37,18 @@ E2E_USE_CASES = {
 class PipelineRun:
     settings: Settings
     use_cases: dict  # name -> UseCase
-    outcomes: dict  # name -> featurehouse.jobs.PipelineOutcome
+    outcomes: dict  # name -> featurehouse.jobs.PipelineOutcome, of the pipelines run so far
     conf_dir: Path  # conf/ pointing at the same lakehouse, for notebooks and `feast`
 
     def outcome(self, name: str):
+        """The use case's pipeline outcome, run on first use (skips, with the reason, a use
+        case that did not run)."""
+        from featurehouse.jobs import run_pipelines
+
+        if name not in self.outcomes:
+            (self.outcomes[name],) = run_pipelines(
+                self.settings, [self.use_cases[name]], step=lambda _: None
+            )
         outcome = self.outcomes[name]
         if outcome.skipped:
             pytest.skip(f"{name} did not run: {outcome.skipped}")
@@ -49,20 +58,14 @@ class PipelineRun:
 @pytest.fixture(scope="session")
 def pipeline_run(spark, tmp_path_factory) -> PipelineRun:
     from featurehouse.discovery import load_use_cases
-    from featurehouse.jobs import run_pipelines
 
     root = tmp_path_factory.mktemp("e2e")
     overrides = deep_merge(local_overrides(root / "lake"), {"use_cases": E2E_USE_CASES})
     settings = local_settings(root / "lake", use_cases=E2E_USE_CASES)
-    use_cases = load_use_cases(settings)
-    outcomes = run_pipelines(settings, list(use_cases.values()), step=lambda _: None)
     conf_dir = write_conf_dir(root, overrides)
     assert load_settings("local", conf_dir=conf_dir).storage.root == settings.storage.root
     return PipelineRun(
-        settings=settings,
-        use_cases=use_cases,
-        outcomes={o.use_case: o for o in outcomes},
-        conf_dir=conf_dir,
+        settings=settings, use_cases=load_use_cases(settings), outcomes={}, conf_dir=conf_dir
     )
 
 

@@ -80,7 +80,9 @@ def test_training_before_any_data_is_one_line(empty_project):
 
 
 @pytest.mark.e2e
+@pytest.mark.use_case("predictive_maintenance")
 def test_online_reads_a_single_key_entity_by_its_bare_value(pipeline_run, monkeypatch):
+    pipeline_run.outcome("predictive_maintenance")
     monkeypatch.setenv("FEATUREHOUSE_CONF_DIR", str(pipeline_run.conf_dir))
 
     result = invoke("online", "--use-case", "predictive_maintenance", "--key", "3")
@@ -94,6 +96,7 @@ def test_online_reads_a_single_key_entity_by_its_bare_value(pipeline_run, monkey
 
 
 @pytest.mark.e2e
+@pytest.mark.use_case("demand_forecasting")
 def test_online_reads_a_composite_key_entity_by_name_value_pairs(pipeline_run, monkeypatch):
     pipeline_run.outcome("demand_forecasting")
     monkeypatch.setenv("FEATUREHOUSE_CONF_DIR", str(pipeline_run.conf_dir))
@@ -109,6 +112,7 @@ def test_online_reads_a_composite_key_entity_by_name_value_pairs(pipeline_run, m
 
 
 @pytest.mark.e2e
+@pytest.mark.use_case("predictive_maintenance")
 def test_online_with_a_missing_key_says_which(pipeline_run, monkeypatch):
     monkeypatch.setenv("FEATUREHOUSE_CONF_DIR", str(pipeline_run.conf_dir))
 
@@ -122,6 +126,7 @@ def test_online_with_a_missing_key_says_which(pipeline_run, monkeypatch):
 
 
 @pytest.mark.e2e
+@pytest.mark.use_case("predictive_maintenance")
 def test_training_set_rebuild_gives_the_runs_rows(pipeline_run, monkeypatch, tmp_path):
     monkeypatch.setenv("FEATUREHOUSE_CONF_DIR", str(pipeline_run.conf_dir))
     run_id = pipeline_run.outcome("predictive_maintenance").training[0].run_id
