@@ -10,7 +10,8 @@ environment (`conf/<target>.yml`), the one place the jobs read them from too:
 - the volume of every `/Volumes/<catalog>/<schema>/<volume>/...` path in the settings (the raw
   landing folder of each use case, the feature job's staging folder, the Feast registry), and
   the schema that holds it;
-- one registered model per use case (`Settings.model_name`), in the use case's schema;
+- one registered model per use case (`Settings.model_name`), in the use case's schema,
+  and one per segment table (`Settings.segmentation_model_name`);
 - one MLflow experiment per use case (`Settings.experiment`).
 
 `${var.ops_group}` (the group that operates featurehouse) may read the tables and volumes,
@@ -100,13 +101,12 @@ def volumes(settings: Settings) -> dict[VolumeName, list[str]]:
     return dict(sorted(found.items()))
 
 
-def model_parts(settings: Settings, use_case: UseCase) -> tuple[str, str, str]:
-    """(catalog, schema, model) of the use case's registered model."""
-    full = settings.model_name(use_case.name, use_case.model_name)
+def qualified_parts(use_case: str, full: str) -> tuple[str, str, str]:
+    """(catalog, schema, model) of a registered model's full name."""
     parts = full.split(".")
     if len(parts) != 3:
         raise ConfigError(
-            f"use case {use_case.name}: registered model {full!r} is not <catalog>.<schema>.<model>"
+            f"use case {use_case}: registered model {full!r} is not <catalog>.<schema>.<model>"
             " (conf/<env>.yml: catalog)"
         )
     return parts[0], parts[1], parts[2]
@@ -176,25 +176,36 @@ def _volumes(settings: Settings, target: str) -> Iterator[tuple[str, Volume]]:
 def _models(
     settings: Settings, use_cases: Mapping[str, UseCase], target: str
 ) -> Iterator[tuple[str, RegisteredModel]]:
+    """Each use case's model, and the model of each of its segment tables."""
     for name, use_case in use_cases.items():
-        catalog, schema, model = model_parts(settings, use_case)
-        yield (
-            name,
-            RegisteredModel.from_dict(
-                {
-                    "catalog_name": catalog,
-                    "schema_name": _schema_ref(schema_key(settings, catalog, schema)),
-                    "name": model,
-                    "comment": (
-                        f"featurehouse use case {name}. Versions are registered by the training"
-                        " job (alias 'challenger') and promoted to 'champion' by its validation"
-                        " step."
-                    ),
-                    "grants": [{"principal": OPS_GROUP, "privileges": MODEL_PRIVILEGES}],
-                    **_lifecycle(target),
-                }
-            ),
+        full = settings.model_name(name, use_case.model_name)
+        comment = (
+            f"featurehouse use case {name}. Versions are registered by the training job (alias"
+            " 'challenger') and promoted to 'champion' by its validation step."
         )
+        yield name, _model(settings, name, full, comment, target)
+        for table in use_case.tables:
+            if table.segmentation is not None:
+                full = settings.segmentation_model_name(name, table.name)
+                comment = (
+                    f"featurehouse use case {name}: the newest segmentation of {table.name},"
+                    " registered by the training job."
+                )
+                yield f"{name}_{table.name}", _model(settings, name, full, comment, target)
+
+
+def _model(settings: Settings, use_case: str, full: str, comment: str, target: str):
+    catalog, schema, model = qualified_parts(use_case, full)
+    return RegisteredModel.from_dict(
+        {
+            "catalog_name": catalog,
+            "schema_name": _schema_ref(schema_key(settings, catalog, schema)),
+            "name": model,
+            "comment": comment,
+            "grants": [{"principal": OPS_GROUP, "privileges": MODEL_PRIVILEGES}],
+            **_lifecycle(target),
+        }
+    )
 
 
 def _experiments(

@@ -370,7 +370,13 @@ class Settings(_Strict):
 
     def model_name(self, use_case: str, declared: str) -> str:
         """The registered model: `[catalog.]schema.model`, as Unity Catalog names models."""
-        name = self.use_case(use_case).model_name or declared
+        return self._in_schema(use_case, self.use_case(use_case).model_name or declared)
+
+    def segmentation_model_name(self, use_case: str, table: str) -> str:
+        """The registered model of a table's segmentation, beside the use case's model."""
+        return self._in_schema(use_case, f"{table}_model")
+
+    def _in_schema(self, use_case: str, name: str) -> str:
         schema = self.schema_of(use_case)
         return f"{self.catalog}.{schema}.{name}" if self.catalog else f"{schema}.{name}"
 

@@ -35,6 +35,18 @@ def use_case_summary(settings: Settings, use_case: UseCase, outcome: PipelineOut
         f" {_metrics(latest.test_metrics)}"
     )
     lines.append(f"  baseline ({latest.baseline}), same rows: {_metrics(latest.baseline_metrics)}")
+    if len(latest.candidate_metrics) > 1:
+        metric = latest.promotion_metric
+        lines.append(
+            f"  candidates, same rows, {metric}: "
+            + ", ".join(f"{c} {m[metric]:.3f}" for c, m in latest.candidate_metrics.items())
+        )
+    for segmentation in latest.segmentations:
+        lines.append(
+            f"  segments ({segmentation.table}) v{segmentation.model.version}:"
+            f" {segmentation.entities:,d} entities at {segmentation.fitted_at:%Y-%m-%d}, sizes"
+            f" {'/'.join(map(str, segmentation.sizes))}, silhouette {segmentation.silhouette:.2f}"
+        )
     lines.append(f"  validation: {validation.verdict}; champion is v{validation.champion_version}")
     if outcome.stopped:
         return [*lines, f"  stopped: {outcome.stopped}"]

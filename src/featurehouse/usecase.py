@@ -277,6 +277,20 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class Series:
+    """The rows of a data set are regular time series: one per `entity` (key columns),
+    a `value` sampled every `every`. Ingestion then reports each series' health
+    (`featurehouse.series_health`): gaps, duplicate timestamps, backwards steps, a
+    stretch of at least `constant_rows` equal values, fewer than `min_rows` samples."""
+
+    entity: tuple[str, ...]
+    value: str
+    every: timedelta
+    min_rows: int
+    constant_rows: int
+
+
+@dataclass(frozen=True)
 class RawDataset:
     """A raw data set: its files, format and columns, and the bronze table it lands in.
 
@@ -296,11 +310,18 @@ class RawDataset:
     references: tuple[Reference, ...] = ()
     version: str | None = None
     description: str = ""
+    series: Series | None = None
 
     def __post_init__(self) -> None:
         _identifier("data set", self.name)
         where = f"data set {self.name!r}"
         names = list(self.bronze_columns)
+        if self.series is not None:
+            unknown = [c for c in (*self.series.entity, self.series.value) if c not in names]
+            if unknown or self.time is None:
+                raise DeclarationError(
+                    f"{where}: a series needs an event time and columns it has, not {unknown}"
+                )
         _unique(where, "column", [c.name for c in self.columns] + self._derived_time)
         if isinstance(self.time, str) and self.bronze_columns.get(self.time) != "timestamp":
             raise DeclarationError(f"{where}: event time {self.time!r} is not a timestamp column")
@@ -386,6 +407,25 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Segmentation:
+    """Entity segments by k-means over entity profiles (`featurehouse.features.segments`):
+    the table's `profile` columns, the first of which orders the segments, and its
+    `column` holding the segment. The training job registers the newest segmentation as a
+    model of its own."""
+
+    profile: tuple[str, ...]
+    column: str
+    clusters: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.profile or self.clusters < 2:
+            raise DeclarationError(
+                f"segmentation {self.column!r}: needs profile columns and at least 2 clusters"
+            )
+
+
+@dataclass(frozen=True)
 class FeatureTable:
     """A Delta feature table keyed by (keys, timestamp), served by one Feast view.
 
@@ -393,6 +433,9 @@ class FeatureTable:
     (keys, timestamp) with every declared feature. `keys` defaults to the entity's keys;
     a table of attributes of a part of a composite key (a store, an item) declares that
     part. `ttl` is how long a row stays valid for point-in-time lookups (None: forever).
+    `across_entities` marks a table whose rows depend on other entities' (a segmentation
+    fitted over all of them): a change then recomputes every entity from its time on.
+    A table of segments declares its `segmentation` (and is computed across entities).
     """
 
     name: str
@@ -406,10 +449,18 @@ class FeatureTable:
     expectations: tuple[Expectation, ...] = ()
     keys: tuple[str, ...] = ()
     timestamp: str = EVENT_TIMESTAMP
+    across_entities: bool = False
+    segmentation: Segmentation | None = None
 
     def __post_init__(self) -> None:
         _identifier("feature table", self.name)
         where = f"feature table {self.name!r}"
+        if self.segmentation is not None:
+            object.__setattr__(self, "across_entities", True)
+            columns = (*self.segmentation.profile, self.segmentation.column)
+            missing = [c for c in columns if c not in {f.name for f in self.features}]
+            if missing:
+                raise DeclarationError(f"{where}: segmentation columns {missing} are not features")
         if not self.keys:
             object.__setattr__(self, "keys", self.entity.key_names)
         unknown = [k for k in self.keys if k not in self.entity.keys]

@@ -201,7 +201,9 @@ def test_disabling_a_use_case_removes_its_jobs_and_resources(
         expected = {f"{uc}_{kind}" for uc in kept for kind in workflows.KINDS}
         found = generated_resources(yaml_bundle, target)
         assert set(found["jobs"]) == expected | {workflows.BOOTSTRAP}, target
-        assert set(found["registered_models"]) == kept, target
+        models = set(found["registered_models"])  # use cases' and segment tables' models
+        assert models & before[target] == kept, target
+        assert any(m.startswith(name) for m in models) == (name in kept), target
         assert set(found["experiments"]) == kept, target
         assert (name in found["schemas"]) == (name in kept), target
 
@@ -341,14 +343,22 @@ def test_each_use_case_has_its_schema_model_and_experiment_named_as_in_conf(
     schemas = resolve_resource_names(resources_of(bundle, "schemas"), bundle)
     models = resolve_resource_names(resources_of(bundle, "registered_models"), bundle)
     experiments = resources_of(bundle, "experiments")
+    expected_models = {}
     for name, use_case in use_cases.items():
         schema = {(s["catalog_name"], s["name"]) for s in schemas.values()}
         assert (settings.catalog, settings.schema_of(name)) in schema, name
-        model = models[name]
-        full = f"{model['catalog_name']}.{model['schema_name']}.{model['name']}"
-        assert full == settings.model_name(name, use_case.model_name)
+        expected_models[name] = settings.model_name(name, use_case.model_name)
+        for table in use_case.tables:
+            if table.segmentation is not None:
+                key = f"{name}_{table.name}"
+                expected_models[key] = settings.segmentation_model_name(name, table.name)
         assert experiments[name]["name"] == settings.experiment(name)
-    assert set(models) == set(experiments) == set(use_cases)
+    found = {
+        key: f"{m['catalog_name']}.{m['schema_name']}.{m['name']}" for key, m in models.items()
+    }
+    assert found == expected_models
+    assert "demand_forecasting_store_item_segments" in found  # a segment table's model
+    assert set(experiments) == set(use_cases)
 
 
 def test_every_volume_the_jobs_use_is_declared_inside_a_declared_schema(

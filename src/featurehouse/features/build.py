@@ -145,7 +145,8 @@ def changed_starts(
     """(keys..., _start): per entity, the earliest event time any source change touches.
 
     A change in a source without all of the table's keys reaches every entity that shares
-    the keys it has (`entities` lists them all).
+    the keys it has (`entities` lists them all); any change in a table computed across
+    entities reaches every entity.
     """
     starts = []
     for df, source in changes:
@@ -161,6 +162,10 @@ def changed_starts(
         reached = entities.join(changed, present) if present else entities.crossJoin(changed)
         starts.append(reached.select(*table.keys, START))
     union = functools.reduce(DataFrame.unionByName, starts)
+    if table.across_entities:
+        return entities.crossJoin(union.agg(F.min(START).alias(START))).where(
+            F.col(START).isNotNull()
+        )
     return union.groupBy(*table.keys).agg(F.min(START).alias(START))
 
 

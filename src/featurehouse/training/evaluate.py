@@ -4,12 +4,13 @@
 2. Tune: every candidate with each sampled combination of its hyper-parameters is fitted
    on the train window and scored on the validation window (time-ordered, never the test
    window); the best by the promotion metric wins.
-3. Refit the winner on train + validation. A classifier's decision threshold is chosen on
-   the validation window and travels inside the model (`FixedThresholdClassifier`, or the
-   anomaly detector's own `threshold`).
-4. Evaluate once on the test window, beside a baseline scored on the same rows: the class
-   prior for a classifier, the declared seasonal-naive feature for a regressor, the
-   declared rule's feature for an anomaly detector.
+3. Refit the winner on train + validation (and, for the comparison table, every other
+   candidate's best trial). A classifier's decision threshold is chosen on the validation
+   window and travels inside the model (`FixedThresholdClassifier`, or the anomaly
+   detector's own `threshold`).
+4. Evaluate once on the test window: the winner, the other candidates, and a baseline on
+   the same rows (the class prior for a classifier, the declared seasonal-naive feature
+   for a regressor, the declared rule's feature for an anomaly detector).
 
 An anomaly detector is fitted to the features alone: its label (known incident windows)
 only chooses the threshold and evaluates, with the window metrics of
@@ -161,7 +162,8 @@ def better(metric: str, score: float, best: float | None) -> bool:
 @dataclass(frozen=True)
 class Evaluation:
     """The selected model and how it did: trials, metrics per part ("validation" of the
-    winning trial, "test"), and the baseline's metrics on the test window."""
+    winning trial, "test"), the baseline's metrics on the test window, and each
+    candidate's (its best trial refitted like the winner) on the test window."""
 
     model: Any
     candidate: str
@@ -172,6 +174,7 @@ class Evaluation:
     metrics: dict[str, dict[str, float]]
     test_predictions: np.ndarray
     baseline_name: str
+    candidate_metrics: dict[str, dict[str, float]]
 
     @property
     def test_metrics(self) -> dict[str, float]:
@@ -196,7 +199,7 @@ def fit_and_evaluate(
         gap=use_case.label.horizon,
     )
     check_parts(use_case, split)
-    trials, best = [], None
+    trials, best = [], {}  # best: candidate name -> (trial, candidate, inputs, threshold)
     for candidate in use_case.candidates:
         for params in parameter_sets(candidate, settings):
             inputs = model_inputs(use_case, params)
@@ -208,27 +211,34 @@ def fit_and_evaluate(
             metrics = part_metrics(use_case, split.validation, predictions, threshold)
             trial = Trial(candidate.name, params, metrics, metrics[metric])
             trials.append(trial)
-            if best is None or better(metric, trial.score, best[0].score):
-                best = (trial, candidate, inputs, threshold)
-    trial, candidate, inputs, threshold = best
-    model = _refit(
-        candidate.factory(inputs),
-        task,
-        threshold,
-        pd.concat([split.train, split.validation]),
-        inputs,
-        label,
-    )
-    test_predictions = predict(model, task, split.test[inputs.columns])
+            if candidate.name not in best or better(
+                metric, trial.score, best[candidate.name][0].score
+            ):
+                best[candidate.name] = (trial, candidate, inputs, threshold)
+    winner = None
+    for name, (trial, *_) in best.items():
+        if winner is None or better(metric, trial.score, best[winner][0].score):
+            winner = name
+    # Every candidate's best trial is refitted and measured on the test window, for the
+    # comparison table; only the winner, chosen on validation, is kept.
+    refit_rows = pd.concat([split.train, split.validation])
+    candidate_metrics = {}
+    for name, (trial, candidate, inputs, threshold) in best.items():
+        model = _refit(candidate.factory(inputs), task, threshold, refit_rows, inputs, label)
+        predictions = predict(model, task, split.test[inputs.columns])
+        candidate_metrics[name] = part_metrics(use_case, split.test, predictions, threshold)
+        if name == winner:
+            kept = (model, inputs, threshold, predictions, trial)
+    model, inputs, threshold, test_predictions, trial = kept
     baseline_name, baseline = baseline_metrics(use_case, split, cfg.anomaly_threshold)
     metrics = {
         "validation": trial.validation_metrics,
-        "test": part_metrics(use_case, split.test, test_predictions, threshold),
+        "test": candidate_metrics[winner],
         "baseline_test": baseline,
     }
     return Evaluation(
-        model, candidate.name, inputs, split, threshold, trials, metrics, test_predictions,
-        baseline_name,
+        model, winner, inputs, split, threshold, trials, metrics, test_predictions,
+        baseline_name, candidate_metrics,
     )  # fmt: skip
 
 

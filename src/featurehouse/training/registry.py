@@ -8,6 +8,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -53,6 +54,27 @@ class ModelVersionRef:
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
+
+
+def model_requirements() -> list[str]:
+    """What loading a logged model needs, pinned to the versions it was trained with."""
+    return [
+        f"{name}=={metadata.version(name)}" for name in ("scikit-learn", "numpy", "pandas", "skops")
+    ]
+
+
+def register_version(name: str, description: str, model_info, run_id: str) -> ModelVersionRef:
+    """A new version of registered model `name` (created if missing) from a logged model.
+    The client, not `registered_model_name`: the fluent API prints to the console."""
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=description)
+    registered = client.create_model_version(
+        name, model_info.model_uri, run_id=run_id, model_id=model_info.model_id
+    )
+    return ModelVersionRef(name, str(registered.version), run_id)
 
 
 def version_with_alias(client: MlflowClient, name: str, alias: str) -> ModelVersionRef | None:

@@ -5,7 +5,8 @@
    window, the winner refitted and evaluated once on the test window beside a baseline;
 3. log the run to MLflow: the trials as nested runs, parameters, metrics, plots,
    permutation importance, the training-set spec, the test window and the drift reference;
-4. register the model as the use case's `challenger`.
+4. register the model as the use case's `challenger`, and each segment table's newest
+   segmentation as a model of its own (`training.segmentation`).
 
 Promotion is its own gated step: `featurehouse.training.validation`.
 """
@@ -14,14 +15,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from sklearn.inspection import permutation_importance
@@ -33,7 +32,15 @@ from featurehouse.store.training_set import TrainingSetSpec
 from featurehouse.training import plots
 from featurehouse.training.dataset import SPEC_ARTIFACT, build_training_dataset
 from featurehouse.training.evaluate import Evaluation, fit_and_evaluate, predict, promotion_metric
-from featurehouse.training.registry import CHALLENGER, ModelVersionRef, configure_mlflow, set_alias
+from featurehouse.training.registry import (
+    CHALLENGER,
+    ModelVersionRef,
+    configure_mlflow,
+    model_requirements,
+    register_version,
+    set_alias,
+)
+from featurehouse.training.segmentation import SegmentationResult, register_segmentations
 from featurehouse.usecase import EVENT_TIMESTAMP, Anomaly, Classification, UseCase
 
 log = logging.getLogger(__name__)
@@ -51,10 +58,13 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn._loss.link.Interval",
     # The anomaly detectors: our wrapper, Isolation Forest's trees and their dtypes.
     "featurehouse.training.anomaly.AnomalyDetector",
+    # A forecast computed by the feature job, as a model.
+    "featurehouse.training.models.ColumnForecast",
     "sklearn.tree._tree.Tree",
     "numpy.dtype",
 ]
 REFERENCE_ARTIFACT = "reference/training_reference.parquet"
+CANDIDATES_ARTIFACT = "evaluation/candidates.json"
 TEST_WINDOW_ARTIFACT = "evaluation/test_window.parquet"
 THRESHOLD_TAG = "decision_threshold"
 LABEL_USE_UNSUPERVISED = "threshold and evaluation only; the detector is fitted without it"
@@ -72,6 +82,8 @@ class TrainingResult:
     baseline: str
     baseline_metrics: dict[str, float]
     promotion_metric: str
+    candidate_metrics: dict[str, dict[str, float]]  # each candidate's, on the test window
+    segmentations: list[SegmentationResult]  # the segment tables' newest, registered
 
 
 def train(lake: Lakehouse, settings: Settings, use_case: UseCase) -> TrainingResult:
@@ -92,6 +104,9 @@ def train(lake: Lakehouse, settings: Settings, use_case: UseCase) -> TrainingRes
         log_run(lake, settings, use_case, frame, evaluation, spec, metric)
         log_plots(use_case, evaluation, uc_settings.training.importance_rows)
         challenger = register(settings, use_case, evaluation, run.info.run_id)
+        segmentations = register_segmentations(
+            lake, settings, use_case, frame[EVENT_TIMESTAMP].max(), run.info.run_id
+        )
     log.info(
         "%s: trained %s (%d trials), %s %.4f on the test window (baseline %s %.4f)",
         use_case.name, evaluation.candidate, len(evaluation.trials), metric,
@@ -109,6 +124,8 @@ def train(lake: Lakehouse, settings: Settings, use_case: UseCase) -> TrainingRes
         baseline=evaluation.baseline_name,
         baseline_metrics=evaluation.baseline_metrics,
         promotion_metric=metric,
+        candidate_metrics=evaluation.candidate_metrics,
+        segmentations=segmentations,
     )
 
 
@@ -162,6 +179,11 @@ def log_run(
     mlflow.log_params(params)
     for part, values in evaluation.metrics.items():
         mlflow.log_metrics({f"{part}_{k}": v for k, v in values.items() if v == v})
+    for candidate, values in evaluation.candidate_metrics.items():
+        mlflow.log_metrics(
+            {f"candidate_{candidate}_test_{k}": v for k, v in values.items() if v == v}
+        )
+    mlflow.log_dict(evaluation.candidate_metrics, CANDIDATES_ARTIFACT)
     mlflow.log_dict(
         {
             "feature_service": service,
@@ -256,11 +278,6 @@ def feature_importance(use_case: UseCase, evaluation: Evaluation, rows: int) -> 
     return pd.Series(result.importances_mean, index=columns)
 
 
-def model_requirements() -> list[str]:
-    """What loading the logged model needs, pinned to the versions it was trained with."""
-    return [f"{name}=={version(name)}" for name in ("scikit-learn", "numpy", "pandas", "skops")]
-
-
 def register(
     settings: Settings, use_case: UseCase, evaluation: Evaluation, run_id: str
 ) -> ModelVersionRef:
@@ -285,17 +302,9 @@ def register(
         pip_requirements=model_requirements(),
         metadata=metadata,
     )
-    # The client, not `registered_model_name`: the fluent API prints to the console.
-    client = MlflowClient()
     name = settings.model_name(use_case.name, use_case.model_name)
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description=use_case.description)
-    registered = client.create_model_version(
-        name, info.model_uri, run_id=run_id, model_id=info.model_id
-    )
-    challenger = ModelVersionRef(name, str(registered.version), run_id)
+    challenger = register_version(name, use_case.description, info, run_id)
+    client = MlflowClient()
     if evaluation.threshold is not None:
         client.set_model_version_tag(
             challenger.name, challenger.version, THRESHOLD_TAG, str(evaluation.threshold)

@@ -1,4 +1,5 @@
-"""Daily demand features per (store, item), and the store and item attributes.
+"""Daily demand features per (store, item), the classical forecasters' forecasts, demand
+segments, and the store and item attributes.
 
 A row at date d describes the day once it has closed: its sales, price and promotion,
 its weather, the calendar around it, and the demand history up to and including d. The
@@ -12,9 +13,17 @@ from datetime import datetime, timedelta
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
+from featurehouse.features.forecasts import (
+    ForecastSettings,
+    SeriesForecaster,
+    holt_winters,
+    seasonal_arima,
+    with_series_forecasts,
+)
 from featurehouse.features.quality import in_range
+from featurehouse.features.segments import with_segments
 from featurehouse.features.windows import ahead, at_lag, feature_name, trailing
-from featurehouse.usecase import EVENT_TIMESTAMP, Feature, FeatureTable, Source
+from featurehouse.usecase import EVENT_TIMESTAMP, Feature, FeatureTable, Segmentation, Source
 from featurehouse.usecases.demand_forecasting.datasets import (
     HOLIDAYS,
     ITEM_ID,
@@ -176,6 +185,108 @@ DAILY_FEATURES = FeatureTable(
         for f in _DAILY
         if f.name not in ("temperature_c", "precipitation_mm")
     ),
+)
+
+
+# Per (store, item): Holt-Winters and the seasonal ARIMA, refitted twice a year, each run
+# forward over every day. Their forecasts are candidates of their own (and inputs of the
+# boosted trees).
+HOLT_WINTERS_7D = "units_holt_winters_next_7d"
+SEASONAL_ARIMA_7D = "units_seasonal_arima_next_7d"
+FORECASTERS = (
+    SeriesForecaster(HOLT_WINTERS_7D, holt_winters),
+    SeriesForecaster(SEASONAL_ARIMA_7D, seasonal_arima),
+)
+FORECASTS = ForecastSettings(horizon=7, season=7, refit_every=182, min_history=56)
+
+
+def series_forecasts(sales: DataFrame) -> DataFrame:
+    daily = sales.select(
+        *[F.col(k).cast("bigint").alias(k) for k in KEYS],
+        F.col("date").alias(EVENT_TIMESTAMP),
+        "units",
+    )
+    return with_series_forecasts(daily, KEYS, "units", FORECASTERS, FORECASTS)
+
+
+def _forecast_feature(name: str, model: str, tag: str) -> Feature:
+    return Feature(
+        name,
+        "double",
+        f"{model} forecast of the units sold over (d, d + 7d], made at d: parameters fitted"
+        f" every {FORECASTS.refit_every} days on the days before, run forward to d; null"
+        f" with less than {FORECASTS.min_history} days of history or a failed fit",
+        {"model": tag},
+    )
+
+
+SERIES_FORECASTS = FeatureTable(
+    name="store_item_forecasts",
+    view_name="store_item_forecasts",
+    description="Classical per-(store, item) forecasts of the next 7 days' units.",
+    entity=STORE_ITEM,
+    features=(
+        _forecast_feature(HOLT_WINTERS_7D, "Additive Holt-Winters (weekly season)", "holt_winters"),
+        _forecast_feature(SEASONAL_ARIMA_7D, "Seasonal ARIMA (0,1,1)(0,1,1)7", "seasonal_arima"),
+    ),
+    # The fits read all of an entity's history.
+    sources=(Source(SALES, history=None),),
+    build=lambda bronze: series_forecasts(bronze["sales"]),
+    ttl=timedelta(days=2),
+)
+
+
+# Monthly, every (store, item) is put in one of four demand segments by k-means over its
+# profile of the last 13 weeks: volume, variability and weekend share.
+PROFILE_DAYS = 91
+PROFILE_MIN_DAYS = 56
+SEGMENT = "demand_segment"
+SEGMENTATION = Segmentation(
+    profile=("units_mean_91d", "units_cv_91d", "weekend_share_91d"), column=SEGMENT, clusters=4
+)
+
+
+def store_item_profiles(sales: DataFrame) -> DataFrame:
+    """Per (store, item), on the first day of each month: its demand profile over the
+    last PROFILE_DAYS days (null with fewer than PROFILE_MIN_DAYS days of sales)."""
+    date = "date"
+    units = F.col("units").cast("double")
+    window = trailing(KEYS, date, PROFILE_DAYS * DAY)
+    weekend = F.when(F.dayofweek(date).isin(1, 7), units).otherwise(0.0)
+    enough = F.count(units).over(window) >= PROFILE_MIN_DAYS
+    mean = F.avg(units).over(window)
+    profile = {
+        "units_mean_91d": mean,
+        "units_cv_91d": F.stddev_samp(units).over(window) / mean,
+        "weekend_share_91d": F.sum(weekend).over(window) / F.sum(units).over(window),
+    }
+    return sales.select(
+        *[F.col(k).cast("bigint").alias(k) for k in KEYS],
+        F.col(date).alias(EVENT_TIMESTAMP),
+        *[F.when(enough, expr).alias(name) for name, expr in profile.items()],
+    ).where(F.dayofmonth(EVENT_TIMESTAMP) == 1)
+
+
+DEMAND_SEGMENTS = FeatureTable(
+    name="store_item_segments",
+    view_name="store_item_segments",
+    description="Monthly demand profile and k-means demand segment per store and item.",
+    entity=STORE_ITEM,
+    features=(
+        Feature("units_mean_91d", "double", "Mean daily units over the 91 days up to d"),
+        Feature("units_cv_91d", "double", "Coefficient of variation of daily units over 91 days"),
+        Feature("weekend_share_91d", "double", "Share of the 91 days' units sold on weekends"),
+        Feature(
+            SEGMENT,
+            "bigint",
+            f"Demand segment at d (0 = lowest volume .. {SEGMENTATION.clusters - 1}): k-means"
+            " over every store and item's profile at d",
+        ),
+    ),
+    sources=(Source(SALES, history=PROFILE_DAYS * DAY),),
+    build=lambda bronze: with_segments(store_item_profiles(bronze["sales"]), KEYS, SEGMENTATION),
+    ttl=timedelta(days=32),
+    segmentation=SEGMENTATION,
 )
 
 
