@@ -32,6 +32,7 @@ from pyspark.sql import types as T
 from featurehouse.config import QualitySettings
 from featurehouse.errors import DeclarationError, InputDataError
 from featurehouse.io import Lakehouse
+from featurehouse.series_health import SeriesHealth, health_summary, series_health
 from featurehouse.usecase import Column, Csv, Custom, DateAndHour, Parquet, RawDataset, UseCase
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class IngestReport:
     superseded: int = 0
     dataset: str = ""
     pattern: str = ""
+    # Per entity, for a data set of time series: its health in this run.
+    series: tuple[SeriesHealth, ...] = ()
 
     @property
     def skipped(self) -> bool:
@@ -84,10 +87,11 @@ class IngestReport:
         if self.skipped:
             return f"{self.dataset}: no files ({self.pattern}), skipped"
         superseded = f" + {self.superseded} superseded" if self.superseded else ""
+        health = f"; {health_summary(list(self.series))}" if self.series else ""
         return (
             f"{self.table}: {self.rows_read} rows read = {self.accepted} accepted"
             f" ({self.inserted} new, {self.updated} updated){superseded}"
-            f" + {self.quarantined} quarantined"
+            f" + {self.quarantined} quarantined{health}"
         )
 
 
@@ -697,6 +701,7 @@ def ingest_files(
         superseded=counts.get((None, True), 0),
         dataset=dataset.name,
         pattern=dataset.pattern,
+        series=tuple(series_health(validated, dataset, DUPLICATE) if dataset.series else ()),
     )
     log.info("%s", report.summary())
     return report

@@ -104,6 +104,18 @@ def test_nab_windows_of_series_not_loaded_are_quarantined_with_the_reason(nab):
     assert windows.accepted == 30 and windows.rows_read == 36
 
 
+def test_nab_each_series_health_names_its_duplicates_gaps_and_stuck_stretches(nab):
+    _, _, reports, _ = nab
+    metrics = next(r for r in reports if r.dataset == "metrics")
+    print("\n" + "\n".join(f"{h.entity}: {h.status}" for h in metrics.series))
+
+    assert len(metrics.series) == 17
+    duplicated = [h for h in metrics.series if h.duplicates]
+    assert [h.duplicates for h in duplicated] == [11, 11]
+    assert all("11 duplicate timestamps (quarantined)" in h.status for h in duplicated)
+    assert sum(h.rows for h in metrics.series) == metrics.accepted
+
+
 def test_nab_the_detector_finds_the_windows_with_fewer_false_alarms_than_the_z_score_rule(nab):
     _, _, _, result = nab
     model, rule = result.test_metrics, result.baseline_metrics

@@ -28,6 +28,7 @@ from featurehouse.usecase import (
     RawDataset,
     Reference,
     Regression,
+    Series,
     Spine,
     UseCase,
 )
@@ -455,3 +456,44 @@ def test_an_older_version_arriving_late_does_not_replace_the_stored_row(lake, fo
 
     assert (late.accepted, late.inserted, late.updated) == (1, 0, 0)
     assert price_of(lake, 1) == (11.0, 2)
+
+
+def test_each_time_series_gets_a_health_status_and_a_bad_one_stops_nothing(lake, folder):
+    """Hourly readings per sensor: one clean, one with every problem, one too short."""
+    dataset = RawDataset(
+        "readings",
+        "readings*.csv",
+        (
+            Column("sensor", "string"),
+            Column("timestamp", "timestamp", format="yyyy-MM-dd HH:mm"),
+            Column("value", "double"),
+        ),
+        keys=("sensor", "timestamp"),
+        time="timestamp",
+        series=Series(("sensor",), "value", timedelta(hours=1), min_rows=10, constant_rows=4),
+    )
+    start = datetime(2024, 1, 1)
+
+    def line(sensor: str, hour: int, value: float) -> str:
+        return f"{sensor},{start + timedelta(hours=hour):%Y-%m-%d %H:%M},{value}\n"
+
+    clean = [line("clean", h, h % 3) for h in range(12)]
+    # Hours 0-4, then 3 again (a backwards step and a duplicate), a gap of two missing hours
+    # (7, 8), and a value stuck for five samples (hours 9-13).
+    bad = [line("bad", h, h) for h in range(5)] + [line("bad", 3, 99.0)]
+    bad += [line("bad", h, h) for h in (5, 6)] + [line("bad", h, 7.0) for h in range(9, 14)]
+    short = [line("short", h, h) for h in range(3)]
+    write(folder / "readings.csv", "sensor,timestamp,value\n" + "".join(clean + bad + short))
+
+    report = ingest_dataset(lake, folder, dataset, now=NOW)
+
+    status = {h.entity: h for h in report.series}
+    assert status["sensor=clean"].status == "ok"
+    assert status["sensor=bad"].status == (
+        "1 gap (2 missing samples); 1 duplicate timestamp (quarantined);"
+        " 1 backwards step in time; constant for 4.0 h (5 samples)"
+    )
+    assert (status["sensor=bad"].rows, status["sensor=bad"].duplicates) == (12, 1)
+    assert status["sensor=short"].status == "too little history: 3 samples, 10 needed"
+    assert report.accepted == 12 + 12 + 3 and report.reconciles()
+    assert "3 series: 1 ok; sensor=bad: 1 gap" in report.summary()

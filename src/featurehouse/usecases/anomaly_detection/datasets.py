@@ -7,13 +7,15 @@ Benchmark (NAB): one CSV per series under `data/<folder>/` (`timestamp,value`), 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 
-from featurehouse.usecase import Column, Custom, Entity, RawDataset, Reference
+from featurehouse.usecase import Column, Custom, Entity, RawDataset, Reference, Series
 
 SERIES = "series"
+SAMPLE_EVERY = timedelta(minutes=5)  # NAB's AWS series, and the simulator's default
 METRIC_SERIES = Entity(
     "metric_series",
     {SERIES: "string"},
@@ -31,6 +33,8 @@ METRICS = RawDataset(
     keys=(SERIES, "timestamp"),
     time="timestamp",
     description="Server metric samples, one file per series",
+    # Two days of samples at least; three hours of one value is reported as stuck.
+    series=Series((SERIES,), "value", SAMPLE_EVERY, min_rows=2 * 288, constant_rows=36),
 )
 
 
