@@ -170,11 +170,20 @@ def rebuild_training_set(settings: Settings, use_case: UseCase, run_id: str):
 
 
 def score(settings: Settings, use_case: UseCase):
-    """Batch scoring; an anomaly use case's new events are raised as alerts."""
+    """Batch scoring, after checking that every feature table keeps up with its data (a
+    stale one raises an alert); an anomaly use case's new events are raised as alerts."""
     from featurehouse.monitoring.alerts import anomaly_alerts
+    from featurehouse.monitoring.freshness import stale_feature_alerts
     from featurehouse.scoring import score as score_entities
 
-    result = score_entities(lakehouse(settings, use_case), settings, use_case)
+    lake = lakehouse(settings, use_case)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    alert(
+        settings,
+        use_case,
+        stale_feature_alerts(lake, use_case.tables, now, settings.quality.max_staleness),
+    )
+    result = score_entities(lake, settings, use_case)
     alert(settings, use_case, anomaly_alerts(use_case.name, use_case.keys, result.new_events))
     return result
 
