@@ -325,9 +325,6 @@ class ServingSettings(_Strict):
     # OpenMP / BLAS threads for the model: one per request is fastest on small inputs.
     model_threads: int = Field(1, ge=1)
     inference_log: InferenceLogSettings = InferenceLogSettings()
-    # Where the deployed service answers, e.g. http://predict.internal:8000: performance
-    # monitoring reads each use case's request latency from its /metrics (null: not read).
-    url: str | None = None
 
 
 class Settings(_Strict):

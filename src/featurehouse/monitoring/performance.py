@@ -14,7 +14,6 @@ replaces its rows, and a window that gains labels is brought up to date.
 from __future__ import annotations
 
 import logging
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -134,8 +133,6 @@ def monitor_performance(
     labelled, pending = labelled_predictions(lake, use_case)
     count = labelled.count()
     operations = scoring_operations(lake)
-    if settings.serving.url:
-        operations += f"; service: {service_latency(settings.serving.url, use_case.name)}"
     if not count:
         report = PerformanceReport(use_case.name, metric, 0, pending, [], [], operations)
         log.info("%s: %s", use_case.name, report.verdict)
@@ -185,20 +182,6 @@ def scoring_operations(lake: Lakehouse) -> str:
         f"{runs.count()} scoring run(s); the newest scored {newest['rows']:,d} rows with"
         f" v{newest['model_version']} in {newest['seconds']:.1f} s ({rate:,.1f} rows/s)"
     )
-
-
-def service_latency(url: str, use_case: str, timeout: float = 5.0) -> str:
-    """The service's request latency for the use case, from its Prometheus metrics; a
-    service that cannot be reached is said, not an error."""
-    from featurehouse.serving.metrics import latency_summary
-
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=timeout) as response:
-            text = response.read().decode()
-    except OSError as exc:
-        return f"{url} unreachable ({exc})"
-    summary = latency_summary(text, use_case)
-    return "no request answered yet" if summary is None else summary.describe()
 
 
 def _with_run(client: MlflowClient, ref: ModelVersionRef) -> ModelVersionRef:
