@@ -89,8 +89,6 @@ class TableNames(_Strict):
     inference_log: str = "inference_log"
     # An anomaly use case's flagged rows, merged per entity into events.
     anomaly_events: str = "anomaly_events"
-    # One row per batch scoring run: its model version, rows scored and duration.
-    scoring_runs: str = "scoring_runs"
 
     @field_validator("*")
     @classmethod
@@ -366,7 +364,9 @@ class Settings(_Strict):
 
         `key` is a data set or feature table name, or a key of `tables` (the framework's own).
         """
-        return self._in_schema(use_case, getattr(self.tables, key, key))
+        name = getattr(self.tables, key, key)
+        schema = self.schema_of(use_case)
+        return f"{self.catalog}.{schema}.{name}" if self.catalog else f"{schema}.{name}"
 
     def model_name(self, use_case: str, declared: str) -> str:
         """The registered model: `[catalog.]schema.model`, as Unity Catalog names models."""

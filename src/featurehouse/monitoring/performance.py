@@ -46,7 +46,6 @@ class PerformanceReport:
     pending: int  # predictions still inside their label horizon
     windows: list[dict]  # one row per (model version, window), as written
     dropped: list[str]  # "version 3, week of 2024-05-06: rmse 12.1 vs 8.0 on test"
-    operations: str = ""  # the batch scoring runs' figures, beside the metrics
 
     @property
     def verdict(self) -> str:
@@ -132,9 +131,8 @@ def monitor_performance(
     # No .cache(): serverless compute refuses it; the count reads the tables once more.
     labelled, pending = labelled_predictions(lake, use_case)
     count = labelled.count()
-    operations = scoring_operations(lake)
     if not count:
-        report = PerformanceReport(use_case.name, metric, 0, pending, [], [], operations)
+        report = PerformanceReport(use_case.name, metric, 0, pending, [], [])
         log.info("%s: %s", use_case.name, report.verdict)
         return report
     name = settings.model_name(use_case.name, use_case.model_name)
@@ -166,22 +164,9 @@ def monitor_performance(
         "measured_at", F.current_timestamp()
     )
     lake.merge(table, TABLE, WINDOW_KEYS, update=True)
-    report = PerformanceReport(use_case.name, metric, count, pending, rows, dropped, operations)
+    report = PerformanceReport(use_case.name, metric, count, pending, rows, dropped)
     log.info("%s: %s", use_case.name, report.verdict)
     return report
-
-
-def scoring_operations(lake: Lakehouse) -> str:
-    """E.g. "3 scoring runs; the newest scored 72 rows in 21.4 s (3.4 rows/s)"."""
-    if not lake.exists("scoring_runs"):
-        return "no scoring run yet"
-    runs = lake.read("scoring_runs")
-    newest = runs.orderBy(F.col("scored_at").desc()).first()
-    rate = newest["rows"] / newest["seconds"] if newest["seconds"] else float("nan")
-    return (
-        f"{runs.count()} scoring run(s); the newest scored {newest['rows']:,d} rows with"
-        f" v{newest['model_version']} in {newest['seconds']:.1f} s ({rate:,.1f} rows/s)"
-    )
 
 
 def _with_run(client: MlflowClient, ref: ModelVersionRef) -> ModelVersionRef:
