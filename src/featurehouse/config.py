@@ -364,9 +364,7 @@ class Settings(_Strict):
 
         `key` is a data set or feature table name, or a key of `tables` (the framework's own).
         """
-        name = getattr(self.tables, key, key)
-        schema = self.schema_of(use_case)
-        return f"{self.catalog}.{schema}.{name}" if self.catalog else f"{schema}.{name}"
+        return self._in_schema(use_case, getattr(self.tables, key, key))
 
     def model_name(self, use_case: str, declared: str) -> str:
         """The registered model: `[catalog.]schema.model`, as Unity Catalog names models."""

@@ -80,11 +80,8 @@ def _register(
     sizes = np.bincount(segments, minlength=model[-1].n_clusters).tolist()
     centres = model[:-1].inverse_transform(model[-1].cluster_centers_)
     prefix = f"segmentation_{table.name}"
-    mlflow.log_metrics(
-        {f"{prefix}_silhouette": silhouette, f"{prefix}_agreement": agreement}
-        if silhouette == silhouette
-        else {f"{prefix}_agreement": agreement}
-    )
+    metrics = {f"{prefix}_silhouette": silhouette, f"{prefix}_agreement": agreement}
+    mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})
     mlflow.log_dict(
         {
             "fitted_at": str(fitted_at),
