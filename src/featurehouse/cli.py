@@ -116,9 +116,13 @@ def use_cases(env: EnvOption = "local") -> None:
         typer.echo(f"  entity     {uc.entity.name} ({keys})")
         typer.echo(f"  data sets  {', '.join(settings.table(name, d.name) for d in uc.datasets)}")
         typer.echo(f"  features   {', '.join(settings.table(name, t.name) for t in uc.tables)}")
+        target = (
+            f"of {uc.label.name} over {format_duration(uc.label.horizon)}"
+            if uc.label
+            else "without a label"
+        )
         typer.echo(
-            f"  task       {uc.task.kind} of {uc.label.name} over"
-            f" {format_duration(uc.label.horizon)}, every {format_duration(uc.spine.every)}"
+            f"  task       {uc.task.kind} {target}, every {format_duration(uc.spine.every)}"
             " per entity"
         )
         typer.echo(f"  model      {settings.model_name(name, uc.model_name)}")

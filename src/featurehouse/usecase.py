@@ -643,7 +643,10 @@ class Candidate:
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "smape", "r2")
 # Lower is better for errors; higher for the rest.
-LOWER_IS_BETTER = frozenset({"mae", "rmse", "smape", "mse", "false_alarms_per_day"})
+# A flag rate is read as a budget: a floor on it is a ceiling, as for an error.
+LOWER_IS_BETTER = frozenset(
+    {"mae", "rmse", "smape", "mse", "false_alarms_per_day", "alarms_per_day", "flag_rate"}
+)
 
 
 @dataclass(frozen=True)
@@ -676,6 +679,9 @@ ANOMALY_METRICS = (
     "point_recall",
     "point_f1",
 )
+# Without any label nothing measures detection: what a detector flags, and how its flags
+# gather into alarms (see `training.anomaly_metrics.alarm_metrics`).
+UNLABELLED_ANOMALY_METRICS = ("flag_rate", "alarms_per_day", "mean_alarm_rows")
 
 
 @dataclass(frozen=True)
@@ -685,7 +691,10 @@ class Anomaly(Classification):
     fitted on); `flag` is 1 at or above the threshold.
 
     The label (known incident windows) never reaches the fit: it only chooses the threshold
-    on the validation window (best F1) and evaluates on the test window. A model scored
+    on the validation window (best F1) and evaluates on the test window. A use case may
+    declare no label at all (`label=None`): the threshold is then the configured share of
+    fitted rows (`training.anomaly_threshold`), and candidates are compared on how their
+    flags gather into alarms (`UNLABELLED_ANOMALY_METRICS`). A model scored
     like a classifier everywhere else (scoring, serving, monitoring). Consecutive flagged
     rows of an entity become one anomaly event. `baseline` names a feature that is itself
     an anomaly score (a rolling z-score): the rule every metric is read against, its
@@ -722,7 +731,7 @@ class UseCase:
     datasets: tuple[RawDataset, ...]
     tables: tuple[FeatureTable, ...]
     spine: Spine
-    label: Label
+    label: Label | None  # None only for an anomaly task: nothing labelled is known
     task: Task
     candidates: tuple[Candidate, ...]
     model_name: str
@@ -768,7 +777,15 @@ class UseCase:
                         f"{where}: feature table {table.name!r} reads undeclared data set"
                         f" {source.name!r}"
                     )
-        for role, dataset in (("spine", self.spine.source), ("label", self.label.source)):
+        if self.label is None and not isinstance(self.task, Anomaly):
+            raise DeclarationError(
+                f"{where}: a {self.task.kind} task needs a label; only an anomaly task may"
+                " declare none"
+            )
+        roles = [("spine", self.spine.source)]
+        if self.label is not None:
+            roles.append(("label", self.label.source))
+        for role, dataset in roles:
             if datasets.get(dataset.name) != dataset:
                 raise DeclarationError(
                     f"{where}: the {role} reads undeclared data set {dataset.name!r}"
@@ -785,7 +802,7 @@ class UseCase:
         unknown = [s for s in self.segments if s not in features]
         if unknown:
             raise DeclarationError(f"{where}: segments {unknown} are not declared features")
-        reserved = {*self.entity.keys, EVENT_TIMESTAMP, self.label.name}
+        reserved = {*self.entity.keys, EVENT_TIMESTAMP, *self.label_columns}
         clash = sorted(reserved & set(features))
         if clash:
             raise DeclarationError(f"{where}: features {clash} shadow a key, time or the label")
@@ -798,6 +815,16 @@ class UseCase:
     @property
     def keys(self) -> tuple[str, ...]:
         return self.entity.key_names
+
+    @property
+    def label_columns(self) -> list[str]:
+        """The label's column in training frames and test windows: none without a label."""
+        return [] if self.label is None else [self.label.name]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """What training measures: the task's metrics, or without a label the alarm ones."""
+        return UNLABELLED_ANOMALY_METRICS if self.label is None else self.task.metrics
 
     def dataset(self, name: str) -> RawDataset:
         for dataset in self.datasets:

@@ -108,3 +108,17 @@ def test_text_features_are_refused_with_the_names():
 
 def test_an_unfitted_detector_is_a_plain_estimator():
     assert AnomalyDetector().get_params() == {"detector": None, "threshold": 0.5}
+
+
+def test_only_an_anomaly_task_may_be_declared_without_a_label():
+    from dataclasses import replace
+
+    from featurehouse.errors import DeclarationError
+    from featurehouse.usecases.anomaly_detection import USE_CASE as ANOMALIES
+    from featurehouse.usecases.demand_forecasting import USE_CASE as DEMAND
+
+    unlabelled = replace(ANOMALIES, label=None)
+    assert unlabelled.label_columns == [] and "flag_rate" in unlabelled.metrics
+
+    with pytest.raises(DeclarationError, match="regression task needs a label"):
+        replace(DEMAND, label=None)

@@ -12,7 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featurehouse.training.anomaly_metrics import anomaly_events, runs, window_metrics
+from featurehouse.training.anomaly_metrics import (
+    alarm_metrics,
+    anomaly_events,
+    runs,
+    window_metrics,
+)
 
 T0 = pd.Timestamp("2024-03-01 00:00")
 STEP = pd.Timedelta(minutes=5)
@@ -344,3 +349,30 @@ def test_window_metrics_of_an_empty_frame():
     assert result["series_days"] == 0.0
     assert math.isnan(result["false_alarms_per_day"])  # 0 / 0 days
     assert result["point_f1"] == 0.0
+
+
+# --- without labels --------------------------------------------------------------------------
+
+
+def test_alarm_metrics_count_what_is_flagged_without_any_label():
+    frame = shuffled(
+        series("a", flag="0110000111"),  # two alarms of 2 and 3 rows
+        series("b", flag="0000000000"),
+        series("c", flag="1000000000"),  # one alarm of 1 row
+    )
+
+    result = alarm_metrics(frame, KEYS, "time", "flag")
+
+    assert result["rows"] == 30.0
+    assert result["flag_rate"] == pytest.approx(6 / 30)
+    assert result["alarms"] == 3.0
+    assert result["series_days"] == pytest.approx(135 / 1440)
+    assert result["alarms_per_day"] == pytest.approx(3 / (135 / 1440))
+    assert result["mean_alarm_rows"] == pytest.approx(2.0)
+
+
+def test_alarm_metrics_without_a_flag_have_no_alarm_length():
+    result = alarm_metrics(series("a", flag="0000"), KEYS, "time", "flag")
+
+    assert (result["flag_rate"], result["alarms"], result["alarms_per_day"]) == (0.0, 0.0, 0.0)
+    assert math.isnan(result["mean_alarm_rows"])

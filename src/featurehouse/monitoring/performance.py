@@ -46,9 +46,12 @@ class PerformanceReport:
     pending: int  # predictions still inside their label horizon
     windows: list[dict]  # one row per (model version, window), as written
     dropped: list[str]  # "version 3, week of 2024-05-06: rmse 12.1 vs 8.0 on test"
+    label_declared: bool = True
 
     @property
     def verdict(self) -> str:
+        if not self.label_declared:
+            return "no label declared: nothing to judge the predictions by (drift still runs)"
         if not self.labelled:
             return f"no labelled predictions yet ({self.pending} awaiting their label horizon)"
         if self.dropped:
@@ -128,6 +131,10 @@ def monitor_performance(
     client = MlflowClient()
     uc_settings = settings.use_case(use_case.name)
     metric = promotion_metric(use_case, uc_settings)
+    if use_case.label is None:
+        report = PerformanceReport(use_case.name, metric, 0, 0, [], [], label_declared=False)
+        log.info("%s: %s", use_case.name, report.verdict)
+        return report
     # No .cache(): serverless compute refuses it; the count reads the tables once more.
     labelled, pending = labelled_predictions(lake, use_case)
     count = labelled.count()

@@ -19,6 +19,10 @@ Definitions, after the ground truth of the Numenta Anomaly Benchmark (NAB):
   days; false alarms are reported per day of it so that series of different lengths compare.
 - Point precision, recall and F1 compare flag and label row by row. They reward flagging
   every row of a window, which the window metrics deliberately do not: report both.
+- Without labels, `alarm_metrics` says only what a detector flags: the share of rows
+  (`flag_rate`), the alarms per series-day and their mean length in rows. At the same flag
+  budget, fewer and longer alarms mean flags that persist, as incidents do, rather than
+  scattered ones, as noise does: the proxy that compares unlabelled detectors.
 
 Pure functions: no Spark, no MLflow.
 """
@@ -122,6 +126,34 @@ def window_metrics(
         "series_days": days,
         "false_alarms_per_day": float(false_alarms.sum()) / days if days else float("nan"),
         **_point_metrics(labelled.to_numpy(dtype=int), flagged.to_numpy(dtype=int)),
+    }
+
+
+def alarm_metrics(
+    frame: pd.DataFrame,
+    keys: Sequence[str],
+    time: str,
+    flag: str,
+    *,
+    max_gap: pd.Timedelta | None = None,
+) -> dict[str, float]:
+    """What a detector flags, without any label to judge it by.
+
+    Keys: rows, flag_rate, alarms, series_days, alarms_per_day, mean_alarm_rows. Rates are
+    NaN with no rows, no observed span or no alarm to average.
+    """
+    keys = _key_list(keys, reserved=RUN_COLUMNS)
+    ordered = _ordered(frame, keys, time)
+    flagged = _indicator(ordered, flag)
+    alarms = _run_frame(ordered, keys, time, *_run_bounds(ordered, keys, time, flag, max_gap))
+    days = _series_days(ordered, keys, time)
+    return {
+        "rows": float(len(ordered)),
+        "flag_rate": float(flagged.mean()) if len(ordered) else float("nan"),
+        "alarms": float(len(alarms)),
+        "series_days": days,
+        "alarms_per_day": len(alarms) / days if days else float("nan"),
+        "mean_alarm_rows": float(alarms["rows"].mean()) if len(alarms) else float("nan"),
     }
 
 

@@ -28,14 +28,17 @@ SPEC_ARTIFACT = "training_set.json"
 
 
 def entity_sources(use_case: UseCase) -> list[str]:
-    """The data sets the labelled entity frame is derived from."""
-    return sorted({use_case.spine.source.name, use_case.label.source.name})
+    """The data sets the (labelled) entity frame is derived from."""
+    label = use_case.label
+    return sorted({use_case.spine.source.name, *([label.source.name] if label else [])})
 
 
 def entity_params(use_case: UseCase) -> dict[str, str]:
     """What defines the entity frame besides the data: recorded so a rebuild can tell when
     the declaration changed since."""
     label = use_case.label
+    if label is None:
+        return {"spine_every": str(use_case.spine.every), "label": "none"}
     return {
         "spine_every": str(use_case.spine.every),
         "label": label.name,
@@ -46,7 +49,8 @@ def entity_params(use_case: UseCase) -> dict[str, str]:
 
 
 def training_entities(lake: Lakehouse, use_case: UseCase, versions: dict[str, int]) -> DataFrame:
-    """Labelled entity rows from the given versions of the spine's and the label's data sets."""
+    """Entity rows from the given version of the spine's data set, labelled from the given
+    version of the label's (when the use case declares one)."""
     spine_source = lake.read(
         use_case.spine.source.name, version=versions[use_case.spine.source.name]
     )
@@ -55,8 +59,11 @@ def training_entities(lake: Lakehouse, use_case: UseCase, versions: dict[str, in
         raise FeaturehouseError(
             f"{lake.name(use_case.spine.source.name)} has no rows: nothing to train on"
         )
+    rows = spine_rows(spine_source, use_case.spine, use_case.entity.keys)
+    if use_case.label is None:
+        return rows
     return with_label(
-        spine_rows(spine_source, use_case.spine, use_case.entity.keys),
+        rows,
         lake.read(use_case.label.source.name, version=versions[use_case.label.source.name]),
         use_case.label,
         use_case.keys,
@@ -101,7 +108,9 @@ def rebuild_from_spec(
                 f" {fingerprint}; expected {spec.entity_rows} rows, {spec.entity_fingerprint})"
             )
     return build_training_set(
-        entities, lookups_from_specs(lake, spec.lookups), label=use_case.label.name
+        entities,
+        lookups_from_specs(lake, spec.lookups),
+        label=use_case.label.name if use_case.label else None,
     )
 
 

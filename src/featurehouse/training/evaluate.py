@@ -14,7 +14,9 @@
 
 An anomaly detector is fitted to the features alone: its label (known incident windows)
 only chooses the threshold and evaluates, with the window metrics of
-`training.anomaly_metrics` beside the row-level ones.
+`training.anomaly_metrics` beside the row-level ones. Declared without a label, its
+threshold is the configured share of fitted rows and every part is measured by what it
+flags (`alarm_metrics`).
 
 Pure functions of the frame, the declarations and the settings: no MLflow, no Spark. The
 training job (`featurehouse.training.train`) logs and registers what these return.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -33,7 +36,7 @@ from sklearn.model_selection import FixedThresholdClassifier
 
 from featurehouse.config import UseCaseSettings
 from featurehouse.errors import ConfigError, FeaturehouseError
-from featurehouse.training.anomaly_metrics import window_metrics
+from featurehouse.training.anomaly_metrics import alarm_metrics, window_metrics
 from featurehouse.training.metrics import (
     best_f1_threshold,
     classification_metrics,
@@ -53,6 +56,7 @@ from featurehouse.usecase import (
 
 # The metric that selects and promotes when conf names none.
 DEFAULT_PROMOTION_METRIC = {"classification": "pr_auc", "regression": "rmse", "anomaly": "pr_auc"}
+UNLABELLED_PROMOTION_METRIC = "alarms_per_day"
 
 
 def model_inputs(use_case: UseCase, params: dict[str, Any]) -> ModelInputs:
@@ -66,11 +70,17 @@ def model_inputs(use_case: UseCase, params: dict[str, Any]) -> ModelInputs:
 
 
 def promotion_metric(use_case: UseCase, settings: UseCaseSettings) -> str:
-    metric = settings.training.promotion_metric or DEFAULT_PROMOTION_METRIC[use_case.task.kind]
-    if metric not in use_case.task.metrics:
+    default = (
+        UNLABELLED_PROMOTION_METRIC
+        if use_case.label is None
+        else DEFAULT_PROMOTION_METRIC[use_case.task.kind]
+    )
+    metric = settings.training.promotion_metric or default
+    if metric not in use_case.metrics:
+        kind = "unlabelled anomaly" if use_case.label is None else use_case.task.kind
         raise ConfigError(
-            f"conf/use_cases/{use_case.name}.yml: training.promotion_metric {metric!r} is not a"
-            f" {use_case.task.kind} metric; choose one of {', '.join(use_case.task.metrics)}"
+            f"conf/use_cases/{use_case.name}.yml: training.promotion_metric {metric!r} is not"
+            f" among the {kind} metrics; choose one of {', '.join(use_case.metrics)}"
         )
     return metric
 
@@ -99,8 +109,15 @@ def part_metrics(
     use_case: UseCase, part: pd.DataFrame, scores: np.ndarray, threshold: float | None
 ) -> dict[str, float]:
     """The task's metrics of `scores` on one part of the split; for an anomaly detector
-    also whether each labelled window was found, and the false alarms."""
-    label, task = use_case.label.name, use_case.task
+    also whether each labelled window was found, and the false alarms; without a label,
+    what it flags."""
+    task = use_case.task
+    if use_case.label is None:
+        flagged = part[[*use_case.keys, EVENT_TIMESTAMP]].assign(
+            _flag=(scores >= threshold).astype(int)
+        )
+        return alarm_metrics(flagged, use_case.keys, EVENT_TIMESTAMP, "_flag")
+    label = use_case.label.name
     metrics = task_metrics(task, part[label].to_numpy(), scores, threshold)
     if isinstance(task, Anomaly):
         flagged = part[[*use_case.keys, EVENT_TIMESTAMP, label]].assign(
@@ -110,7 +127,14 @@ def part_metrics(
     return metrics
 
 
-def fit_model(estimator: Any, task: Task, rows: pd.DataFrame, columns: list[str], label: str):
+def labels_of(use_case: UseCase, part: pd.DataFrame) -> np.ndarray:
+    """The label column of a part, empty when the use case declares no label."""
+    return part[use_case.label.name].to_numpy() if use_case.label else np.array([])
+
+
+def fit_model(
+    estimator: Any, task: Task, rows: pd.DataFrame, columns: list[str], label: str | None
+):
     """Fit on `rows`; an anomaly detector is given the features only, never the label."""
     if isinstance(task, Anomaly):
         return estimator.fit(rows[columns])
@@ -189,15 +213,16 @@ def fit_and_evaluate(
     use_case: UseCase, frame: pd.DataFrame, settings: UseCaseSettings, metric: str
 ) -> Evaluation:
     cfg = settings.training
-    label, task = use_case.label.name, use_case.task
+    task, label = use_case.task, use_case.label
     split = split_frame(
         frame,
         use_case.split,
         keys=use_case.keys,
         validation_fraction=cfg.validation_fraction,
         test_fraction=cfg.test_fraction,
-        gap=use_case.label.horizon,
+        gap=label.horizon if label else timedelta(0),
     )
+    label = label.name if label else None
     check_parts(use_case, split)
     trials, best = [], {}  # best: candidate name -> (trial, candidate, inputs, threshold)
     for candidate in use_case.candidates:
@@ -206,7 +231,7 @@ def fit_and_evaluate(
             model = fit_model(candidate.factory(inputs), task, split.train, inputs.columns, label)
             predictions = predict(model, task, split.validation[inputs.columns])
             threshold = _threshold(
-                task, split.validation[label].to_numpy(), predictions, cfg.anomaly_threshold
+                task, labels_of(use_case, split.validation), predictions, cfg.anomaly_threshold
             )
             metrics = part_metrics(use_case, split.validation, predictions, threshold)
             trial = Trial(candidate.name, params, metrics, metrics[metric])
@@ -258,7 +283,7 @@ def _refit(
     threshold: float | None,
     rows: pd.DataFrame,
     inputs: ModelInputs,
-    label: str,
+    label: str | None,
 ):
     """The winner fitted on train + validation, with its threshold inside."""
     if isinstance(task, Anomaly):
@@ -276,20 +301,24 @@ def baseline_metrics(
     """The reference every metric is read against, on the test window: a classifier's class
     prior (the train window's positive rate for every row), a regressor's declared
     seasonal-naive feature (rows where it is known), or a detector's declared rule (the
-    magnitude of a feature, such as a z-score, thresholded on the validation window)."""
-    label, task = use_case.label.name, use_case.task
+    magnitude of a feature, such as a z-score, thresholded on the validation window). An
+    unlabelled detector without a rule has no reference."""
+    task = use_case.task
     if isinstance(task, Anomaly) and task.baseline is not None:
 
         def rule(part: pd.DataFrame) -> np.ndarray:
             return part[task.baseline].abs().fillna(0.0).to_numpy(dtype=float)
 
         validation = split.validation
-        labels = validation[label].to_numpy()
+        labels = labels_of(use_case, validation)
         if len(np.unique(labels)) < 2:
             threshold = float(np.quantile(rule(validation), unlabelled_threshold))
         else:
             threshold = best_f1_threshold(labels, rule(validation))
         return task.baseline, part_metrics(use_case, split.test, rule(split.test), threshold)
+    if use_case.label is None:
+        return "none declared", {}
+    label = use_case.label.name
     if isinstance(task, Classification):
         prior = float(split.train[label].mean())
         scores = np.full(len(split.test), prior)
@@ -307,7 +336,6 @@ def baseline_metrics(
 
 
 def check_parts(use_case: UseCase, split: DataSplit) -> None:
-    label = use_case.label.name
     for name, part in split.parts().items():
         if part.empty:
             raise FeaturehouseError(
@@ -316,7 +344,7 @@ def check_parts(use_case: UseCase, split: DataSplit) -> None:
     supervised = isinstance(use_case.task, Classification) and not isinstance(
         use_case.task, Anomaly
     )
-    if supervised and split.train[label].nunique() < 2:
+    if supervised and split.train[use_case.label.name].nunique() < 2:
         raise FeaturehouseError(
             f"{use_case.name}: the train split holds one class only; need more history"
         )

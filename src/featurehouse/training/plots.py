@@ -113,6 +113,20 @@ def residuals_by_segment_figure(segments: Mapping[str, pd.Series], residuals: np
     return fig
 
 
+def anomaly_scores_figure(times: pd.Series, scores: np.ndarray, threshold: float) -> Figure:
+    """The highest anomaly score per hour, with the threshold: when the detector fires."""
+    fig, ax = plt.subplots(figsize=SIZE)
+    frame = pd.DataFrame({"t": pd.to_datetime(times).dt.floor("h").to_numpy(), "s": scores})
+    peak = frame.groupby("t")["s"].max()
+    ax.plot(peak.index, peak.to_numpy(), label="highest score in the hour")
+    ax.axhline(threshold, color="red", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Anomaly scores, test window")
+    ax.legend(loc="lower left")
+    fig.autofmt_xdate()
+    return fig
+
+
 def importance_figure(importances: pd.Series) -> Figure:
     """Permutation importance: how much the metric drops when a feature is shuffled."""
     top = importances.sort_values().tail(20)

@@ -31,7 +31,13 @@ from featurehouse.store.feast_store import feature_references, feature_store
 from featurehouse.store.training_set import TrainingSetSpec
 from featurehouse.training import plots
 from featurehouse.training.dataset import SPEC_ARTIFACT, build_training_dataset
-from featurehouse.training.evaluate import Evaluation, fit_and_evaluate, predict, promotion_metric
+from featurehouse.training.evaluate import (
+    Evaluation,
+    fit_and_evaluate,
+    labels_of,
+    predict,
+    promotion_metric,
+)
 from featurehouse.training.registry import (
     CHALLENGER,
     ModelVersionRef,
@@ -68,6 +74,7 @@ CANDIDATES_ARTIFACT = "evaluation/candidates.json"
 TEST_WINDOW_ARTIFACT = "evaluation/test_window.parquet"
 THRESHOLD_TAG = "decision_threshold"
 LABEL_USE_UNSUPERVISED = "threshold and evaluation only; the detector is fitted without it"
+LABEL_USE_NONE = "no label declared: threshold at the configured share of fitted rows"
 
 
 @dataclass(frozen=True)
@@ -161,8 +168,8 @@ def log_run(
         "trials": len(evaluation.trials),
         "selection_metric": metric,
         "baseline": evaluation.baseline_name,
-        "label": use_case.label.name,
-        "label_horizon": str(use_case.label.horizon),
+        "label": use_case.label.name if use_case.label else "none",
+        "label_horizon": str(use_case.label.horizon) if use_case.label else "none",
         "spine_every": str(use_case.spine.every),
         "split_by": use_case.split.by,
         "feature_service": service,
@@ -175,7 +182,7 @@ def log_run(
     if evaluation.threshold is not None:
         params[THRESHOLD_TAG] = round(evaluation.threshold, 6)
     if isinstance(use_case.task, Anomaly):
-        params["label_use"] = LABEL_USE_UNSUPERVISED
+        params["label_use"] = LABEL_USE_UNSUPERVISED if use_case.label else LABEL_USE_NONE
     mlflow.log_params(params)
     for part, values in evaluation.metrics.items():
         mlflow.log_metrics({f"{part}_{k}": v for k, v in values.items() if v == v})
@@ -194,7 +201,7 @@ def log_run(
     )
     mlflow.log_dict(spec.to_dict(), SPEC_ARTIFACT)
     uc_settings = settings.use_case(use_case.name)
-    columns = [*use_case.keys, EVENT_TIMESTAMP, *evaluation.inputs.columns, use_case.label.name]
+    columns = [*use_case.keys, EVENT_TIMESTAMP, *evaluation.inputs.columns, *use_case.label_columns]
     _log_frame(split.test[columns], TEST_WINDOW_ARTIFACT)
     held_out = pd.concat([split.validation, split.test])
     _log_reference(
@@ -228,9 +235,13 @@ def _log_reference(
 def log_plots(use_case: UseCase, evaluation: Evaluation, importance_rows: int) -> None:
     """The task's evaluation plots and the permutation importance, as run artifacts."""
     test = evaluation.split.test
-    labels = test[use_case.label.name].to_numpy()
+    labels = labels_of(use_case, test)
     predictions = evaluation.test_predictions
     figures = {}
+    if isinstance(use_case.task, Anomaly):
+        figures["anomaly_scores"] = plots.anomaly_scores_figure(
+            test[EVENT_TIMESTAMP], predictions, evaluation.threshold
+        )
     if isinstance(use_case.task, Classification) and len(np.unique(labels)) == 2:
         threshold = evaluation.threshold
         figures = {
@@ -239,7 +250,7 @@ def log_plots(use_case: UseCase, evaluation: Evaluation, importance_rows: int) -
             "confusion_matrix": plots.confusion_matrix_figure(labels, predictions, threshold),
             "calibration": plots.calibration_figure(labels, predictions),
         }
-    elif not isinstance(use_case.task, Classification):
+    elif not isinstance(use_case.task, Classification):  # a regressor: labels are values
         residuals = labels.astype(float) - predictions
         figures = {
             "predicted_vs_actual": plots.predicted_vs_actual_figure(labels, predictions),
@@ -262,18 +273,24 @@ def log_plots(use_case: UseCase, evaluation: Evaluation, importance_rows: int) -
 
 
 def feature_importance(use_case: UseCase, evaluation: Evaluation, rows: int) -> pd.Series:
-    """Permutation importance on a sample of the test window, by the task's ranking metric."""
+    """Permutation importance on a sample of the test window, by the task's ranking metric;
+    without a label, by how far shuffling a feature moves the anomaly scores."""
     test = evaluation.split.test
     sample = test.sample(n=min(rows, len(test)), random_state=0)
-    classifier = isinstance(use_case.task, Classification)
     columns = evaluation.inputs.columns
+    if use_case.label is None:
+        unshuffled = predict(evaluation.model, use_case.task, sample[columns])
+
+        def scoring(model, features, _):
+            return -float(np.abs(predict(model, use_case.task, features) - unshuffled).mean())
+
+        target = None
+    else:
+        classifier = isinstance(use_case.task, Classification)
+        scoring = "average_precision" if classifier else "neg_root_mean_squared_error"
+        target = sample[use_case.label.name]
     result = permutation_importance(
-        evaluation.model,
-        sample[columns],
-        sample[use_case.label.name],
-        scoring="average_precision" if classifier else "neg_root_mean_squared_error",
-        n_repeats=3,
-        random_state=0,
+        evaluation.model, sample[columns], target, scoring=scoring, n_repeats=3, random_state=0
     )
     return pd.Series(result.importances_mean, index=columns)
 

@@ -32,9 +32,9 @@ from featurehouse.training.evaluate import (
     decision_threshold,
     input_columns,
     model_inputs,
+    part_metrics,
     predict,
     promotion_metric,
-    task_metrics,
 )
 from featurehouse.training.metrics import improvement
 from featurehouse.training.registry import (
@@ -196,8 +196,7 @@ def _score(champion: ModelVersionRef, use_case: UseCase, test, metric: str) -> f
     except (KeyError, AttributeError) as exc:
         log.warning("champion %s cannot score the test window (%s)", champion.version, exc)
         return None
-    labels = test[use_case.label.name].to_numpy()
-    return task_metrics(use_case.task, labels, predictions, decision_threshold(model))[metric]
+    return part_metrics(use_case, test, predictions, decision_threshold(model))[metric]
 
 
 def _signature_columns(version: ModelVersionRef) -> list[str]:
