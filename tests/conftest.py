@@ -11,6 +11,9 @@ from tests.helpers import local_settings
 SHARED_RUNS = {"shop_project": "shop", "shop_outcome": "shop"}
 
 
+# tryfirst: pytest-xdist turns the marker into the test's group in its own hook, which
+# would otherwise run before this one and find no marker (every test its own group).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """`make test` runs pytest-xdist with --dist loadgroup: tests are sent to a worker by
     group. The shared end-to-end run builds each use case's pipeline when a test first asks
