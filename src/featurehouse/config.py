@@ -89,6 +89,8 @@ class TableNames(_Strict):
     inference_log: str = "inference_log"
     # An anomaly use case's flagged rows, merged per entity into events.
     anomaly_events: str = "anomaly_events"
+    # One row per batch scoring run: its model version, rows scored and duration.
+    scoring_runs: str = "scoring_runs"
 
     @field_validator("*")
     @classmethod
@@ -323,6 +325,9 @@ class ServingSettings(_Strict):
     # OpenMP / BLAS threads for the model: one per request is fastest on small inputs.
     model_threads: int = Field(1, ge=1)
     inference_log: InferenceLogSettings = InferenceLogSettings()
+    # Where the deployed service answers, e.g. http://predict.internal:8000: performance
+    # monitoring reads each use case's request latency from its /metrics (null: not read).
+    url: str | None = None
 
 
 class Settings(_Strict):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -108,6 +109,7 @@ def prediction_columns(use_case: UseCase) -> list[str]:
 
 
 def score(lake: Lakehouse, settings: Settings, use_case: UseCase) -> ScoringResult:
+    started = time.perf_counter()
     configure_mlflow(settings)
     model_name = settings.model_name(use_case.name, use_case.model_name)
     champion = version_with_alias(MlflowClient(), model_name, CHAMPION)
@@ -139,6 +141,7 @@ def score(lake: Lakehouse, settings: Settings, use_case: UseCase) -> ScoringResu
     outcome = ScoringResult(
         use_case.name, scored_entities, champion.version, run_id, result.inserted, result.updated
     )
+    record_run(lake, outcome, time.perf_counter() - started)
     if isinstance(use_case.task, Anomaly):
         events, new = merge_anomaly_events(lake, use_case)
         outcome = replace(outcome, events=events, new_events=new)
@@ -147,6 +150,16 @@ def score(lake: Lakehouse, settings: Settings, use_case: UseCase) -> ScoringResu
 
 # What an event's later runs may change: everything but its entity and start.
 EVENT_COLUMNS = (*RUN_COLUMNS, *PEAK_COLUMNS)
+
+
+def record_run(lake: Lakehouse, result: ScoringResult, seconds: float) -> None:
+    """The run's operational figures, for performance monitoring and the report: a rerun
+    of the same scoring run replaces its row."""
+    row = lake.spark.createDataFrame(
+        [(result.score_run_id, result.model_version, result.entities, round(seconds, 3))],
+        "score_run_id string, model_version string, rows bigint, seconds double",
+    ).withColumn("scored_at", F.current_timestamp())
+    lake.merge(row, "scoring_runs", ("score_run_id",), update=True)
 
 
 def anomaly_events(predictions: DataFrame, use_case: UseCase) -> DataFrame:

@@ -66,6 +66,7 @@ def use_case_summary(settings: Settings, use_case: UseCase, outcome: PipelineOut
     )
     if outcome.performance is not None:
         lines.append(f"  performance: {outcome.performance.verdict}")
+        lines.append(f"  operations: {outcome.performance.operations}")
     if outcome.report is not None:
         lines.append(f"  report: {outcome.report.path}")
     if len(outcome.training) > 1:

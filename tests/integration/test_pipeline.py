@@ -133,6 +133,22 @@ def test_scoring_writes_a_prediction_per_entity_at_its_newest_time_or_window(spa
 
 
 @pytest.mark.parametrize("name", USE_CASES)
+def test_each_scoring_run_records_its_rows_and_duration_beside_performance(spark, run, name):
+    lake, outcome = lake_of(spark, run, name), run.outcome(name)
+    scoring = outcome.scoring
+
+    runs = lake.read("scoring_runs").toPandas()
+
+    mine = runs[runs["score_run_id"] == scoring.score_run_id]
+    assert len(mine) == 1
+    assert mine["rows"].iloc[0] == scoring.entities and mine["seconds"].iloc[0] > 0
+    assert mine["model_version"].iloc[0] == scoring.model_version
+    assert f"scored {scoring.entities:,d} rows with v{scoring.model_version}" in (
+        outcome.performance.operations
+    )
+
+
+@pytest.mark.parametrize("name", USE_CASES)
 def test_the_service_predicts_the_batch_prediction_for_the_demo_entity(spark, run, name):
     lake, use_case = lake_of(spark, run, name), run.use_cases[name]
     outcome = run.outcome(name)

@@ -343,6 +343,20 @@ def test_metrics_count_requests_errors_latency_and_the_model_version(service):
     assert value(f'featurehouse_entities_total{{outcome="predicted",use_case="{NAME}"}}') >= 1
 
 
+def test_performance_monitoring_reads_the_service_latency_from_its_metrics(service):
+    from featurehouse.monitoring.performance import service_latency
+    from featurehouse.serving.metrics import latency_summary
+
+    for _ in range(5):
+        service.predict([{"shop": "north", "product": 1}])
+    summary = latency_summary(service.client.get("/metrics").text, NAME)
+
+    assert summary.requests >= 5 and 0 < summary.p50_ms <= summary.p99_ms
+    assert service_latency(service.url, NAME).startswith(f"{summary.requests:,d} requests,")
+    assert service_latency(service.url, "no_such_use_case") == "no request answered yet"
+    assert "unreachable" in service_latency("http://127.0.0.1:9", NAME)
+
+
 def test_answered_requests_reach_the_inference_log_and_its_delta_table(service, spark):
     from featurehouse.io import Lakehouse
     from featurehouse.serving.inference_log import load_inference_log

@@ -36,7 +36,7 @@ from featurehouse.io import Lakehouse  # noqa: E402
 from featurehouse.usecase import UseCase  # noqa: E402
 
 REPORT_FILE = "monitoring_report.html"
-QUALITY_ROWS = 30  # the newest data-quality results shown
+NEWEST_ROWS = 30  # the newest data-quality results and scoring runs shown
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class ReportData:
     """version, created, aliases, test value, validation."""
     champions: pd.DataFrame
     """Each change of the champion alias: version, at, by, action, reason."""
+    scoring: pd.DataFrame
+    """The newest batch scoring runs: scored_at, model_version, rows, seconds, rows/s."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,13 @@ def report_data(lake: Lakehouse, settings: Settings, use_case: UseCase) -> Repor
         quality = (
             lake.read("data_quality")
             .orderBy(F.col("checked_at").desc(), "table_name", "expectation")
-            .limit(QUALITY_ROWS)
+            .limit(NEWEST_ROWS)
             .select("checked_at", "table_name", "expectation", "severity", "status")
             .toPandas()
         )
+    scoring = _frame(lake, "scoring_runs", ["scored_at", "model_version", "rows", "seconds"])
+    scoring = scoring.sort_values("scored_at", ascending=False).head(NEWEST_ROWS)
+    scoring["rows/s"] = (scoring["rows"] / scoring["seconds"]).round(1)
     configure_mlflow(settings)
     found = history(settings, use_case)
     versions = pd.DataFrame(
@@ -140,6 +145,7 @@ def report_data(lake: Lakehouse, settings: Settings, use_case: UseCase) -> Repor
         quality=quality,
         versions=versions,
         champions=champions,
+        scoring=scoring,
     )
 
 
@@ -294,7 +300,9 @@ generated {data.generated_at:%Y-%m-%d %H:%M} UTC.</p>
 {_chart(uris["champions"], "champion over time", "No champion yet.")}
 {_table(data.versions, "No registered version.")}
 <h3>Champion changes</h3>{_table(data.champions, "None.")}</section>
-<section><h2>Data quality (newest {QUALITY_ROWS} results)</h2>
+<section><h2>Batch scoring runs (newest {NEWEST_ROWS})</h2>
+{_table(data.scoring, "No scoring run yet.")}</section>
+<section><h2>Data quality (newest {NEWEST_ROWS} results)</h2>
 {_table(data.quality, "No data-quality results yet.")}</section>
 """
     page = (

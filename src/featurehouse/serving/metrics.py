@@ -7,7 +7,10 @@ through the load balancer's per-instance targets, or run one worker per containe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
 
 # Request latencies, seconds: fine below 5 ms, where the service is meant to answer.
 LATENCY_BUCKETS = (
@@ -91,3 +94,36 @@ class ServiceMetrics:
         if latency is None:
             latency = self._latency[use_case] = self.latency.labels(use_case)
         latency.observe(seconds)
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    requests: int
+    p50_ms: float  # the upper bound of the bucket holding the median
+    p99_ms: float
+
+    def describe(self) -> str:
+        return f"{self.requests:,d} requests, p50 <= {self.p50_ms:g} ms, p99 <= {self.p99_ms:g} ms"
+
+
+def latency_summary(exposition: str, use_case: str) -> LatencySummary | None:
+    """A use case's request latency from the service's `/metrics` text: p50 and p99 as the
+    upper bounds of their histogram buckets (a histogram keeps no finer detail). None when
+    the use case has answered no request."""
+    buckets: list[tuple[float, float]] = []
+    for family in text_string_to_metric_families(exposition):
+        if family.name != "featurehouse_request_latency_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("use_case") == use_case:
+                buckets.append((float(sample.labels["le"]), sample.value))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+
+    def quantile(q: float) -> float:
+        bound = next(le for le, count in buckets if count >= q * total)
+        return bound * 1000
+
+    return LatencySummary(int(total), quantile(0.5), quantile(0.99))
