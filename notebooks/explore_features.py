@@ -177,10 +177,8 @@ display(signal)
 
 # COMMAND ----------
 
-history = (
-    lake.delta_table(first_table.name)
-    .history()
-    .select("version", "timestamp", "operation", "operationMetrics")
+history = spark.sql(f"DESCRIBE HISTORY {lake.sql_name(first_table.name)}").select(
+    "version", "timestamp", "operation", "operationMetrics"
 )
 display(history)
 

@@ -397,6 +397,24 @@ def serve(
     jobs.serve(settings, chosen, overrides)
 
 
+@app.command("connect-server")
+@_friendly_errors
+def connect_server(
+    env: EnvOption = "local",
+    port: Annotated[int, typer.Option(help="Loopback port to listen on.")] = 15002,
+) -> None:
+    """Run pyspark's Spark Connect server here, with the local settings (Delta, UTC), until
+    stopped; point the jobs at it with FEATUREHOUSE_SPARK_REMOTE=sc://127.0.0.1:<port>."""
+    import os
+    import sys
+
+    from featurehouse.spark import connect_server_command
+
+    command = connect_server_command(load_settings(env), port)
+    typer.echo(f"Spark Connect on sc://127.0.0.1:{port} (Ctrl-C stops it)")
+    os.execve(command[0], command, {**os.environ, "PYSPARK_PYTHON": sys.executable})
+
+
 @app.command()
 @_friendly_errors
 def skew(

@@ -1,8 +1,13 @@
 """The one Spark session factory, used by every job, test, notebook and by Feast.
 
 On Databricks (or any platform that already started Spark) it returns the active
-session. Locally it starts Spark in local mode with Delta Lake, in UTC, with the
-Delta jars resolved through Ivy from the local cache that `make setup` filled.
+session. With `FEATUREHOUSE_SPARK_REMOTE` (or Spark's own `SPARK_REMOTE`) set to a Spark
+Connect URL (`sc://host:port`, as Databricks Connect and serverless use) it connects there.
+Otherwise it starts Spark in local mode with Delta Lake, in UTC, with the Delta jars
+resolved through Ivy from the local cache that `make setup` filled.
+
+`connect_server_command` starts pyspark's own Spark Connect server with the same local
+settings, for trying the remote path on one machine.
 """
 
 from __future__ import annotations
@@ -43,15 +48,28 @@ LOCAL_SPARK_CONF = {
 }
 
 
+REMOTE_VARIABLES = ("FEATUREHOUSE_SPARK_REMOTE", "SPARK_REMOTE")
+
+
 def running_on_databricks() -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
+def spark_remote() -> str | None:
+    """The Spark Connect URL the environment asks for, if any."""
+    return next((os.environ[v] for v in REMOTE_VARIABLES if os.environ.get(v)), None)
+
+
 def get_spark(settings: Settings) -> SparkSession:
-    """The active session if there is one, else a new local Delta-enabled session."""
+    """The active session if there is one, else a Spark Connect session when the
+    environment names one, else a new local Delta-enabled session."""
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    remote = spark_remote()
+    if remote is not None:
+        log.info("connecting to Spark Connect at %s", remote)
+        return SparkSession.builder.remote(remote).getOrCreate()
     if running_on_databricks() or settings.spark.master is None:
         return SparkSession.builder.getOrCreate()
     return _start_local_session(settings)
@@ -63,6 +81,30 @@ def local_spark_conf(settings: Settings) -> dict[str, str]:
     conf["spark.jars.packages"] = delta_maven_coordinates()
     conf.update(settings.spark.conf)
     return conf
+
+
+def connect_server_command(settings: Settings, port: int) -> list[str]:
+    """pyspark's Spark Connect server (its wheel ships the server's jar) on loopback
+    `port`, with the local settings of `get_spark`: Delta, UTC, the configured master."""
+    spark_home = Path(pyspark_home())
+    conf = {
+        **local_spark_conf(settings),
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+    }
+    command = [str(spark_home / "bin" / "spark-submit"), "--master", settings.spark.master]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    return [*command, "--class", CONNECT_SERVER_CLASS, "spark-internal"]
+
+
+CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+def pyspark_home() -> str:
+    import pyspark
+
+    return str(Path(pyspark.__file__).parent)
 
 
 def delta_maven_coordinates() -> str:

@@ -1,17 +1,25 @@
-"""Multi-node: a Spark standalone cluster on loopback (one master, two workers, each with an
-executor JVM of its own) runs ingest, the feature job and a point-in-time training set of a
-small fleet (`tests.cluster_job`), and every table equals the same run in local mode. Executors write the files
-and the driver never shares a process with them, so a driver-local path or state would
-show here.
+"""Beyond one local session. The same small run (`tests.cluster_job`: ingest, the feature
+job, a point-in-time training set, and scoring by a model the way batch scoring does, of a
+small fleet) goes through:
 
-The cluster is pyspark's own (`bin/spark-class`, no download). The cluster run is a process
-of its own (`tests.cluster_job`): one JVM holds one Spark context, and this session's is local.
+- a Spark standalone cluster on loopback (one master, two workers, each with an executor
+  JVM of its own): executors write the files and the driver never shares a process with
+  them, so a driver-local path or state would show here;
+- a Spark Connect server on loopback, reached through FEATUREHOUSE_SPARK_REMOTE as
+  serverless compute and Databricks Connect are: the client holds no JVM, so any use of
+  the classic-only APIs (the `DeltaTable` Python API, the SparkContext) would fail here;
+
+and every table equals the same run in local mode. Both are pyspark's own (`bin/spark-class`,
+`bin/spark-submit`, no download). Each run is a process of its own: one JVM holds one Spark
+context, and this session's is local (and a Python process that opens a Connect session
+switches every later session to Connect).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -25,8 +33,9 @@ from pandas.testing import assert_frame_equal
 
 from featurehouse.io import Lakehouse
 from featurehouse.serving.server import free_port
+from featurehouse.spark import connect_server_command
 from featurehouse.usecases.predictive_maintenance import USE_CASE
-from tests.cluster_job import DATASETS, TRAINING_SET, build
+from tests.cluster_job import DATASETS, PREDICTIONS, TRAINING_SET, build
 from tests.helpers import PROJECT_ROOT, local_settings
 
 SPARK_HOME = Path(pyspark.__file__).parent
@@ -99,11 +108,48 @@ def cluster(tmp_path_factory) -> Iterator[tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def cluster_lake(cluster, spark, tmp_path_factory) -> Lakehouse:
-    master_url, _ = cluster
-    root = tmp_path_factory.mktemp("cluster-run")
+def connect_server(tmp_path_factory) -> Iterator[str]:
+    """pyspark's Spark Connect server with the local settings (Delta, UTC), on loopback."""
+    logs = tmp_path_factory.mktemp("connect-logs")
+    port = free_port()
+    settings = local_settings(tmp_path_factory.mktemp("connect-server"))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    log = (logs / "server.log").open("w")
+    process = subprocess.Popen(
+        connect_server_command(settings, port), stdout=log, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not _listening(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    "the Spark Connect server did not start:\n" + _tail(logs / "server.log")
+                )
+            time.sleep(0.5)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text()[-chars:]
+
+
+def _run_job(spark, root: Path, url: str) -> Lakehouse:
     run = subprocess.run(
-        [sys.executable, "-m", "tests.cluster_job", str(root), master_url],
+        [sys.executable, "-m", "tests.cluster_job", str(root), url],
         cwd=PROJECT_ROOT,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
         capture_output=True,
@@ -112,6 +158,17 @@ def cluster_lake(cluster, spark, tmp_path_factory) -> Lakehouse:
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return Lakehouse(spark, local_settings(root), USE_CASE.name)
+
+
+@pytest.fixture(scope="module")
+def cluster_lake(cluster, spark, tmp_path_factory) -> Lakehouse:
+    master_url, _ = cluster
+    return _run_job(spark, tmp_path_factory.mktemp("cluster-run"), master_url)
+
+
+@pytest.fixture(scope="module")
+def connect_lake(connect_server, spark, tmp_path_factory) -> Lakehouse:
+    return _run_job(spark, tmp_path_factory.mktemp("connect-run"), connect_server)
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +198,21 @@ def test_the_cluster_ran_the_job_on_two_executors(cluster, cluster_lake):
     assert app["state"] == "FINISHED"
 
 
-@pytest.mark.parametrize("key", [*DATASETS, "machine_telemetry_features", TRAINING_SET])
+TABLES = [*DATASETS, "machine_telemetry_features", TRAINING_SET, PREDICTIONS]
+
+
+@pytest.mark.parametrize("key", TABLES)
 def test_every_table_equals_the_local_run(cluster_lake, local_lake, key):
     expected = _sorted(local_lake, key)
 
     # A fleet of two machines over four days may have no failure; every other table has rows.
     assert len(expected) > 0 or key == "failures", key
     assert_frame_equal(_sorted(cluster_lake, key), expected, check_exact=False, rtol=1e-9)
+
+
+@pytest.mark.parametrize("key", TABLES)
+def test_through_spark_connect_every_table_equals_the_local_run(connect_lake, local_lake, key):
+    expected = _sorted(local_lake, key)
+
+    assert len(expected) > 0 or key == "failures", key
+    assert_frame_equal(_sorted(connect_lake, key), expected, check_exact=False, rtol=1e-9)

@@ -98,7 +98,7 @@ def history(spark, tmp_path_factory) -> History:
     lake = Lakehouse(spark, local_settings(root), "predictive_maintenance")
     write_raw_csv(simulate_fleet(FleetSpec(MACHINES, START, DAYS, seed=11)), root / "raw")
     ingest_use_case(lake, USE_CASE, root / "raw")
-    telemetry = lake.delta_table("telemetry")
+    telemetry = DeltaTable.forPath(spark, str(lake.location("telemetry")))
     late_row = (
         lake.read("telemetry")
         .where((F.col(ENTITY_KEY) == LATE_MACHINE) & (F.col("timestamp") == LATE_AT))
@@ -195,7 +195,7 @@ def test_a_late_event_updates_exactly_the_rows_whose_windows_hold_it(history):
 
 def test_backfill_of_unchanged_range_changes_nothing_and_repairs_a_tampered_row(history):
     lake = history.lake
-    target = lake.delta_table("machine_telemetry_features")
+    target = DeltaTable.forPath(lake.spark, str(lake.location("machine_telemetry_features")))
     at = START + timedelta(days=1, hours=3)
     target.update(
         (F.col(ENTITY_KEY) == 1) & (F.col(EVENT_TIMESTAMP) == at), {"volt_mean_3h": F.lit(-1.0)}

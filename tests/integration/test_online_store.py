@@ -22,6 +22,7 @@ from typing import Any
 
 import pyspark.sql.functions as F
 import pytest
+from delta.tables import DeltaTable
 
 from featurehouse import jobs
 from featurehouse.config import Settings
@@ -221,7 +222,7 @@ def change_rows(lake: Lakehouse, table: FeatureTable) -> tuple[int, int]:
         .agg(F.max("event_timestamp").alias("newest"))
         .collect()
     }
-    delta = lake.delta_table(table.name)
+    delta = DeltaTable.forPath(lake.spark, str(lake.location(table.name)))
     feature = table.features[0].name
 
     def where(store: int, item: int, at: datetime | None = None) -> str:

@@ -44,7 +44,7 @@ from featurehouse.features.quality import (
 )
 from featurehouse.ingest import QUARANTINE_KEYS
 from featurehouse.io import Lakehouse
-from featurehouse.io.lakehouse import sql_string
+from featurehouse.io.lakehouse import sql_string, sql_timestamp
 from featurehouse.usecase import FeatureTable, Source, UseCase
 
 log = logging.getLogger(__name__)
@@ -440,8 +440,9 @@ def _publish(
         if exists:
             lake.cluster_by(key, table.cluster_by)
         return valid_rows, 0
-    # A Column, not SQL text: the datetime then converts as it did when collected.
-    target_filter = F.col(f"t.{table.timestamp}") >= F.lit(recompute.since) if recompute else None
+    target_filter = (
+        f"t.`{table.timestamp}` >= {sql_timestamp(recompute.since)}" if recompute else None
+    )
     result = lake.merge(
         valid, key, table.row_key, update=table.feature_names, target_filter=target_filter
     )

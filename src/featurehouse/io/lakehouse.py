@@ -6,18 +6,24 @@ Databricks a name is a Unity Catalog table. Locally there is no metastore: each 
 maps to a folder under `storage.root/tables/<schema>/<table>`, so any process (a job,
 `feast apply`, a notebook) sees the same tables without sharing a Derby metastore.
 `register_tables` makes the local names queryable in SQL.
+
+Every Delta operation is Delta SQL (`MERGE INTO`, `DESCRIBE HISTORY`, `DESCRIBE DETAIL`,
+`VERSION AS OF` through the reader), not the `DeltaTable` Python API: the same code then
+runs on a classic session and on Spark Connect (serverless, Databricks Connect), where
+that API needs a server plugin.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-import pyspark.sql.functions as F
-from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql.types import TimestampType
 
 from featurehouse.config import Settings
 from featurehouse.errors import TableNotFoundError
@@ -72,15 +78,18 @@ class Lakehouse:
         location = self.location(key)
         return reader.load(str(location)) if location else reader.table(self.name(key))
 
-    def delta_table(self, key: str) -> DeltaTable:
+    def newest_commit(self, key: str) -> Row:
+        """The newest entry of the table's history: version, operation, operationMetrics."""
         self.require(key)
-        location = self.location(key)
-        if location:
-            return DeltaTable.forPath(self.spark, str(location))
-        return DeltaTable.forName(self.spark, self.name(key))
+        return self.spark.sql(f"DESCRIBE HISTORY {self.sql_name(key)} LIMIT 1").collect()[0]
 
     def version(self, key: str) -> int:
-        return int(self.delta_table(key).history(1).collect()[0]["version"])
+        return int(self.newest_commit(key)["version"])
+
+    def table_id(self, key: str) -> str:
+        """The Delta table's id: a table replaced under the same name gets a new one."""
+        self.require(key)
+        return self.spark.sql(f"DESCRIBE DETAIL {self.sql_name(key)}").first()["id"]
 
     def sql_name(self, key: str) -> str:
         r"""The name to use in SQL: `delta.\`<folder>\`` locally, the catalog name otherwise."""
@@ -167,34 +176,46 @@ class Lakehouse:
         keys: Sequence[str],
         *,
         update: bool | Sequence[str] = False,
-        target_filter: Column | None = None,
+        target_filter: str | None = None,
+        delete_unmatched: str | None = None,
     ) -> MergeResult:
         """Upsert `df` on `keys`: rows already there are left alone (or updated), new ones inserted.
 
         `update=True` updates every matched row; a list of columns updates only matched rows
         where one of them differs, so re-merging the same rows changes nothing.
-        `target_filter` (a condition on the target, alias `t`) limits the files MERGE reads.
+        `target_filter` (SQL on the target, alias `t`) limits the files MERGE reads;
+        `delete_unmatched` (SQL on `t`) deletes the target rows it selects that `df` lacks.
         Creating the table on first use keeps every job idempotent from its first run on.
         """
         if not self.exists(key):
             # Every table keeps a change data feed, so downstream jobs read only what changed.
             writer = df.write.format("delta").option("delta.enableChangeDataFeed", "true")
-            self._save(writer.mode("errorifexists"), key)
-            version_zero = self.delta_table(key).history(1).collect()[0]
-            inserted = int(version_zero["operationMetrics"].get("numOutputRows", 0))
+            self._save(writer.mode("error"), key)  # "errorifexists", as Connect spells it
+            inserted = int(self.newest_commit(key)["operationMetrics"].get("numOutputRows", 0))
             return MergeResult(inserted=inserted, updated=0)
         version_before = self.version(key)
-        condition = F.expr(" AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys))
+        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
         if target_filter is not None:
-            condition = condition & target_filter
-        builder = self.delta_table(key).alias("t").merge(df.alias("s"), condition)
+            condition = f"{condition} AND ({target_filter})"
+        clauses = []
         if update is True:
-            builder = builder.whenMatchedUpdateAll()
+            clauses.append("WHEN MATCHED THEN UPDATE SET *")
         elif update:
             unchanged = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in update)
-            builder = builder.whenMatchedUpdateAll(condition=f"NOT ({unchanged})")
-        builder.whenNotMatchedInsertAll().execute()
-        newest = self.delta_table(key).history(1).collect()[0]
+            clauses.append(f"WHEN MATCHED AND NOT ({unchanged}) THEN UPDATE SET *")
+        clauses.append("WHEN NOT MATCHED THEN INSERT *")
+        if delete_unmatched is not None:
+            clauses.append(f"WHEN NOT MATCHED BY SOURCE AND ({delete_unmatched}) THEN DELETE")
+        view = f"_merge_{uuid.uuid4().hex}"
+        df.createOrReplaceTempView(view)
+        try:
+            self.spark.sql(
+                f"MERGE INTO {self.sql_name(key)} AS t USING {view} AS s ON {condition} "
+                + " ".join(clauses)
+            )
+        finally:
+            self.spark.catalog.dropTempView(view)
+        newest = self.newest_commit(key)
         if newest["version"] == version_before:
             # A MERGE that changes nothing commits nothing: the newest metrics are older.
             return MergeResult(inserted=0, updated=0)
@@ -233,6 +254,12 @@ class Lakehouse:
             )
             registered.append(name)
         return registered
+
+
+def sql_timestamp(value: datetime) -> str:
+    """A timestamp as SQL, exactly the instant Spark gave Python (naive datetimes are in the
+    Python process's time zone both ways, which SQL text would not know)."""
+    return f"timestamp_micros({TimestampType().toInternal(value)})"
 
 
 def sql_string(text: str) -> str:

@@ -28,11 +28,12 @@ from datetime import datetime
 import pandas as pd
 import pyspark.sql.functions as F
 from mlflow.tracking import MlflowClient
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 
 from featurehouse.config import Settings
 from featurehouse.errors import FeaturehouseError, NoChampionError
 from featurehouse.io import Lakehouse
+from featurehouse.io.lakehouse import sql_string, sql_timestamp
 from featurehouse.monitoring.drift import (
     ColumnDrift,
     DatasetVerdict,
@@ -400,41 +401,28 @@ def write_drift(lake: Lakehouse, champion, spans, results, verdicts) -> None:
 def write_profiles(lake: Lakehouse, champion, spans, measurements: Measurements) -> None:
     rows = lake.spark.createDataFrame(profile_rows(champion, spans, measurements), PROFILE_SCHEMA)
     rows = rows.withColumn("computed_at", F.current_timestamp())
-    version = F.col("t.model_version") == F.lit(champion.version)
-    baseline = (F.col("t.log_type") == "baseline") & version
-    current = (F.col("t.log_type") == "input") & _same_window(*spans[CURRENT], champion.version)
-    replace_rows(lake, PROFILE_TABLE, rows, PROFILE_KEYS, current | baseline)
+    baseline = f"t.log_type = 'baseline' AND t.model_version = {sql_string(champion.version)}"
+    current = f"t.log_type = 'input' AND {_same_window(*spans[CURRENT], champion.version)}"
+    replace_rows(lake, PROFILE_TABLE, rows, PROFILE_KEYS, f"({current}) OR ({baseline})")
 
 
-def _same_window(start: datetime, end: datetime, version: str) -> Column:
+def _same_window(start: datetime, end: datetime, version: str) -> str:
     return (
-        (F.col("t.window_start") == F.lit(start))
-        & (F.col("t.window_end") == F.lit(end))
-        & (F.col("t.model_version") == F.lit(version))
+        f"t.window_start = {sql_timestamp(start)} AND t.window_end = {sql_timestamp(end)}"
+        f" AND t.model_version = {sql_string(version)}"
     )
 
 
 def replace_rows(
-    lake: Lakehouse, key: str, rows: DataFrame, keys: Sequence[str], scope: Column
+    lake: Lakehouse, key: str, rows: DataFrame, keys: Sequence[str], scope: str
 ) -> None:
-    """Make the rows of `scope` (a condition on the target, alias t) exactly `rows`, in one
-    commit: MERGE on `keys` updates and inserts, and deletes the scope's other rows. The
-    first write creates the table. Columns the table lacks (an older layout) are added."""
-    if not lake.exists(key):
-        lake.append(rows, key)
-        return
-    table_columns = set(lake.read(key).columns)
-    missing = [f for f in rows.schema.fields if f.name not in table_columns]
-    if missing:
-        added = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
-        lake.spark.sql(f"ALTER TABLE {lake.sql_name(key)} ADD COLUMNS ({added})")
-    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    (
-        lake.delta_table(key)
-        .alias("t")
-        .merge(rows.alias("s"), condition)
-        .whenMatchedUpdateAll()
-        .whenNotMatchedInsertAll()
-        .whenNotMatchedBySourceDelete(condition=scope)
-        .execute()
-    )
+    """Make the rows of `scope` (SQL on the target, alias t) exactly `rows`, in one commit:
+    MERGE on `keys` updates and inserts, and deletes the scope's other rows. The first
+    write creates the table. Columns the table lacks (an older layout) are added."""
+    if lake.exists(key):
+        table_columns = set(lake.read(key).columns)
+        missing = [f for f in rows.schema.fields if f.name not in table_columns]
+        if missing:
+            added = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+            lake.spark.sql(f"ALTER TABLE {lake.sql_name(key)} ADD COLUMNS ({added})")
+    lake.merge(rows, key, keys, update=True, delete_unmatched=scope)

@@ -450,9 +450,7 @@ def changed_newest_rows(
 
 def table_state(lake: Lakehouse, key: str) -> tuple[int, str]:
     """(current version, table id) of a Delta table."""
-    table = lake.delta_table(key)
-    table_id = table.detail().select("id").first()["id"]
-    return int(table.history(1).select("version").first()["version"]), table_id
+    return lake.version(key), lake.table_id(key)
 
 
 def collect_rows(
