@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-import pyspark.sql.functions as F
 import pytest
 
 from featurehouse.io import Lakehouse
+from featurehouse.io.lakehouse import sql_timestamp
 from featurehouse.monitoring.drift import ASSESSED
 from featurehouse.monitoring.job import (
     DRIFT_KEYS,
@@ -115,7 +115,7 @@ def test_replace_rows_replaces_only_its_scope_and_adds_missing_columns(spark, tm
     keys = ("window_end", "column", "comparison")
 
     for _ in range(2):
-        replace_rows(lake, DRIFT_TABLE, new, keys, F.col("t.window_end") == F.lit(T1))
+        replace_rows(lake, DRIFT_TABLE, new, keys, f"t.window_end = {sql_timestamp(T1)}")
 
         rows = sorted(tuple(r) for r in lake.read(DRIFT_TABLE).select(*keys, "psi").collect())
         assert rows == [(T1, "a", "baseline", 5.0), (T2, "a", None, 2.0)]

@@ -113,7 +113,9 @@ def report_data(lake: Lakehouse, settings: Settings, use_case: UseCase) -> Repor
         )
     scoring = _frame(lake, "scoring_runs", ["scored_at", "model_version", "rows", "seconds"])
     scoring = scoring.sort_values("scored_at", ascending=False).head(NEWEST_ROWS)
-    scoring["rows/s"] = (scoring["rows"] / scoring["seconds"]).round(1)
+    # Typed: before any scoring run the frame is empty, of object columns.
+    rate = scoring["rows"].astype("float64") / scoring["seconds"].astype("float64")
+    scoring["rows/s"] = rate.round(1)
     configure_mlflow(settings)
     found = history(settings, use_case)
     versions = pd.DataFrame(
