@@ -405,9 +405,6 @@ def connect_server(
 ) -> None:
     """Run pyspark's Spark Connect server here, with the local settings (Delta, UTC), until
     stopped; point the jobs at it with FEATUREHOUSE_SPARK_REMOTE=sc://127.0.0.1:<port>."""
-    import os
-    import sys
-
     from featurehouse.spark import connect_server_command
 
     command = connect_server_command(load_settings(env), port)

@@ -49,6 +49,7 @@ LOCAL_SPARK_CONF = {
 
 
 REMOTE_VARIABLES = ("FEATUREHOUSE_SPARK_REMOTE", "SPARK_REMOTE")
+CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
 
 def running_on_databricks() -> bool:
@@ -86,7 +87,7 @@ def local_spark_conf(settings: Settings) -> dict[str, str]:
 def connect_server_command(settings: Settings, port: int) -> list[str]:
     """pyspark's Spark Connect server (its wheel ships the server's jar) on loopback
     `port`, with the local settings of `get_spark`: Delta, UTC, the configured master."""
-    spark_home = Path(pyspark_home())
+    spark_home = pyspark_home()
     conf = {
         **local_spark_conf(settings),
         "spark.connect.grpc.binding.address": "127.0.0.1",
@@ -98,13 +99,11 @@ def connect_server_command(settings: Settings, port: int) -> list[str]:
     return [*command, "--class", CONNECT_SERVER_CLASS, "spark-internal"]
 
 
-CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-
-
-def pyspark_home() -> str:
+def pyspark_home() -> Path:
+    """Where the pyspark wheel keeps Spark's scripts and jars (`bin/`, `jars/`)."""
     import pyspark
 
-    return str(Path(pyspark.__file__).parent)
+    return Path(pyspark.__file__).parent
 
 
 def delta_maven_coordinates() -> str:

@@ -30,18 +30,17 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyspark
 import pytest
 from pandas.testing import assert_frame_equal
 
 from featurehouse.io import Lakehouse
 from featurehouse.serving.server import free_port
-from featurehouse.spark import connect_server_command
+from featurehouse.spark import connect_server_command, pyspark_home
 from featurehouse.usecases.predictive_maintenance import USE_CASE
 from tests.cluster_job import DATASETS, PREDICTIONS, TRAINING_SET, build
 from tests.helpers import PROJECT_ROOT, local_settings
 
-SPARK_HOME = Path(pyspark.__file__).parent
+SPARK_HOME = pyspark_home()
 WORKERS = 2
 
 
