@@ -33,3 +33,12 @@ class DataQualityError(FeaturehouseError):
 
 class NoChampionError(FeaturehouseError):
     """A job that needs the use case's champion found none: nothing has passed validation yet."""
+
+
+class ConcurrentWriteError(FeaturehouseError):
+    """Another job committed to a table while this one was writing it: this write was not
+    committed (Delta's optimistic concurrency), the table holds the other job's."""
+
+
+class StorageError(FeaturehouseError):
+    """The lakehouse's storage refused a write: no space left, no permission, read-only."""

@@ -16,8 +16,11 @@ that API needs a server plugin.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +29,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.types import TimestampType
 
 from featurehouse.config import Settings
-from featurehouse.errors import TableNotFoundError
+from featurehouse.errors import ConcurrentWriteError, StorageError, TableNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +111,12 @@ class Lakehouse:
         """Create the table from its declared DDL (or replace it, keeping its history)."""
         verb = "REPLACE TABLE" if replace else "CREATE TABLE IF NOT EXISTS"
         clustering = ", ".join(f"`{c}`" for c in cluster_by)
-        self.spark.sql(
-            f"{verb} {self.sql_name(key)} ({columns_ddl}) USING DELTA"
-            f" CLUSTER BY ({clustering}) COMMENT {sql_string(comment)}"
-            f" TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')"
-        )
+        with self._writing(key):
+            self.spark.sql(
+                f"{verb} {self.sql_name(key)} ({columns_ddl}) USING DELTA"
+                f" CLUSTER BY ({clustering}) COMMENT {sql_string(comment)}"
+                f" TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')"
+            )
 
     def insert(self, df: DataFrame, key: str, *, overwrite: bool = False) -> None:
         """Add the rows (or replace all rows) in one commit, keeping schema, comments, properties."""
@@ -120,7 +124,8 @@ class Lakehouse:
         df.createOrReplaceTempView(view)
         verb = "INSERT OVERWRITE" if overwrite else "INSERT INTO"
         try:
-            self.spark.sql(f"{verb} {self.sql_name(key)} BY NAME SELECT * FROM {view}")
+            with self._writing(key):
+                self.spark.sql(f"{verb} {self.sql_name(key)} BY NAME SELECT * FROM {view}")
         finally:
             self.spark.catalog.dropTempView(view)
 
@@ -149,12 +154,19 @@ class Lakehouse:
         """Write `df` once to the staging folder and read it back.
 
         Checking and publishing then read stored columns instead of recomputing the
-        transform (and planning its expressions again for every check).
+        transform (and planning its expressions again for every check). The read is of
+        this write's own version, found by a token in its commit: a job staging the same
+        name at the same time cannot swap the batch under this one.
         """
         schema = self.settings.schema_of(self.use_case)
         path = str(self.settings.storage.staging_dir / schema / name)
-        df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
-        return self.spark.read.format("delta").load(path)
+        token = uuid.uuid4().hex
+        writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+        with write_errors(f"{name} (staging)", Path(path)):
+            writer.option("userMetadata", token).save(path)
+        history = self.spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT {STAGING_HISTORY}")
+        (version,) = [r["version"] for r in history.collect() if r["userMetadata"] == token]
+        return self.spark.read.format("delta").option("versionAsOf", version).load(path)
 
     def optimize(self, key: str) -> None:
         """Compact small files and cluster them by the table's clustering columns."""
@@ -209,10 +221,11 @@ class Lakehouse:
         view = f"_merge_{uuid.uuid4().hex}"
         df.createOrReplaceTempView(view)
         try:
-            self.spark.sql(
-                f"MERGE INTO {self.sql_name(key)} AS t USING {view} AS s ON {condition} "
-                + " ".join(clauses)
-            )
+            with self._writing(key):
+                self.spark.sql(
+                    f"MERGE INTO {self.sql_name(key)} AS t USING {view} AS s ON {condition} "
+                    + " ".join(clauses)
+                )
         finally:
             self.spark.catalog.dropTempView(view)
         newest = self.newest_commit(key)
@@ -227,11 +240,15 @@ class Lakehouse:
 
     def _save(self, writer, key: str) -> None:
         location = self.location(key)
-        if location:
-            writer.save(str(location))
-        else:
-            writer.saveAsTable(self.name(key))
+        with self._writing(key):
+            if location:
+                writer.save(str(location))
+            else:
+                writer.saveAsTable(self.name(key))
         log.info("wrote %s", self.name(key))
+
+    def _writing(self, key: str):
+        return write_errors(self.name(key), self.location(key))
 
     def table_keys(self) -> list[str]:
         """The names of the use case's existing tables (each also works as a key)."""
@@ -254,6 +271,66 @@ class Lakehouse:
             )
             registered.append(name)
         return registered
+
+
+# How many newer commits (by jobs staging the same name at once) a staged write's own may have.
+STAGING_HISTORY = 50
+
+# Delta's optimistic concurrency conflicts, by error class (and, from older code paths, by
+# exception name): the write was not committed.
+CONCURRENT_WRITE = re.compile(
+    r"DELTA_CONCURRENT_\w+|DELTA_(?:METADATA|PROTOCOL)_CHANGED|"
+    r"Concurrent(?:Append|DeleteRead|DeleteDelete|Transaction)Exception|"
+    r"(?:Metadata|Protocol)ChangedException"
+)
+STORAGE_PROBLEMS = {
+    "No space left on device": "no space left on the device",
+    "Read-only file system": "the file system is read-only",
+    "Permission denied": "permission denied",
+    "AccessDenied": "access denied",
+}
+
+
+@contextmanager
+def write_errors(table: str, location: Path | None) -> Iterator[None]:
+    """A write's known failures (another job's commit, storage that refuses it) as one
+    message naming the table; anything else as it was."""
+    try:
+        yield
+    except Exception as exc:
+        error = write_error(str(exc), table, location)
+        if error is None:
+            raise
+        raise error from None
+
+
+def write_error(message: str, table: str, location: Path | None) -> Exception | None:
+    """The FeaturehouseError a failed write's message stands for, or None if unknown."""
+    conflict = CONCURRENT_WRITE.search(message)
+    if conflict:
+        return ConcurrentWriteError(
+            f"table {table} was changed by another job while this one was writing it"
+            f" ({conflict.group(0)}): this write was not committed and the table holds the"
+            " other job's; run this job again once the other has finished"
+        )
+    problem = next((p for text, p in STORAGE_PROBLEMS.items() if text in message), None)
+    if problem is None and location is not None and not writable(location):
+        # Delta words this as "cannot create the log path", Hadoop as "Mkdirs failed".
+        problem = "the folder is not writable (no permission, or a read-only file system)"
+    if problem is None:
+        return None
+    where = f" at {location}" if location else ""
+    return StorageError(
+        f"cannot write table {table}{where}: {problem}; nothing of this write was"
+        " committed, run the job again once the storage accepts writes"
+    )
+
+
+def writable(path: Path) -> bool:
+    """Whether this process may write at `path` (or create it), asking the OS (access(2)
+    also answers "no" to root on a read-only file system)."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    return os.access(existing, os.W_OK)
 
 
 def sql_timestamp(value: datetime) -> str:
