@@ -69,32 +69,42 @@ def pipeline_run(spark, tmp_path_factory) -> PipelineRun:
     )
 
 
+def shop_use_cases(root: Path) -> dict:
+    """The small shop use case's settings, for a project in `root` (see write_shop_project)."""
+    return {
+        "shop_orders": {
+            "declaration": "shop_orders:USE_CASE",
+            "raw_dir": str(root / "raw"),
+            "models": {"boosted_trees": {"max_iter": 60, "random_state": 1}},
+            "tuning": {"trials": 2},
+            "training": {"promotion_metric": "mae"},
+            "drift": {"window": "14d"},
+        }
+    }
+
+
+def write_shop_project(root: Path) -> Path:
+    """The files a person writes for the shop use case: its module, in root/plugins (the
+    folder returned, to put on the path), and its raw orders, in root/raw."""
+    from tests.integration.small_use_case import MODULE, write_orders
+
+    (root / "plugins").mkdir(parents=True)
+    (root / "plugins" / "shop_orders.py").write_text(MODULE)
+    write_orders(root / "raw")
+    return root / "plugins"
+
+
 @pytest.fixture(scope="session")
 def shop_project(tmp_path_factory):
     """A use case declared in a module outside the package, on the path, with settings that
     point at it: the files a person writes are that module and its conf/use_cases file."""
     from featurehouse.discovery import load_use_case
-    from tests.integration.small_use_case import MODULE, write_orders
 
     root = tmp_path_factory.mktemp("new-use-case")
-    (root / "plugins").mkdir()
-    (root / "plugins" / "shop_orders.py").write_text(MODULE)
-    write_orders(root / "raw")
+    plugins = write_shop_project(root)
     with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(root / "plugins"))
-        settings = local_settings(
-            root / "lake",
-            use_cases={
-                "shop_orders": {
-                    "declaration": "shop_orders:USE_CASE",
-                    "raw_dir": str(root / "raw"),
-                    "models": {"boosted_trees": {"max_iter": 60, "random_state": 1}},
-                    "tuning": {"trials": 2},
-                    "training": {"promotion_metric": "mae"},
-                    "drift": {"window": "14d"},
-                }
-            },
-        )
+        mp.syspath_prepend(str(plugins))
+        settings = local_settings(root / "lake", use_cases=shop_use_cases(root))
         yield settings, load_use_case(settings, "shop_orders")
 
 

@@ -95,7 +95,8 @@ START = datetime(2024, 1, 1)
 
 
 def write_orders(folder) -> None:
-    """Daily orders with a weekly rhythm per shop and product, in two monthly files."""
+    """Daily orders with a weekly rhythm per shop and product, in two files; the second
+    also holds one row a check refuses (negative units), as real files do."""
     rng = np.random.default_rng(3)
     rows = []
     for shop_index, shop in enumerate(SHOPS):
@@ -109,4 +110,7 @@ def write_orders(folder) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     half = len(frame) // 2
     frame.iloc[:half].to_csv(folder / "orders_1.csv", sep=";", index=False)
-    frame.iloc[half:].to_csv(folder / "orders_2.csv", sep=";", index=False)
+    bad = pd.DataFrame([(f"{START + timedelta(days=DAYS - 1):%d.%m.%Y}", "north", 9, -2)])
+    pd.concat([frame.iloc[half:], bad.set_axis(frame.columns, axis=1)]).to_csv(
+        folder / "orders_2.csv", sep=";", index=False
+    )

@@ -9,10 +9,8 @@ small fleet) goes through:
   serverless compute and Databricks Connect are: the client holds no JVM, so any use of
   the classic-only APIs (the `DeltaTable` Python API, the SparkContext) would fail here;
 
-and every table equals the same run in local mode. So does a run killed with SIGKILL part
-way (`tests.crash_job`), once rerun: what it committed before dying is whole, and the rerun
-loses and duplicates nothing. Both are pyspark's own (`bin/spark-class`,
-`bin/spark-submit`, no download). Each run is a process of its own: one JVM holds one Spark
+and every table equals the same run in local mode. Both servers are pyspark's own
+(`bin/spark-class`, `bin/spark-submit`, no download). Each run is a process of its own: one JVM holds one Spark
 context, and this session's is local (and a Python process that opens a Connect session
 switches every later session to Connect).
 """
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -218,36 +215,3 @@ def test_through_spark_connect_every_table_equals_the_local_run(connect_lake, lo
 
     assert len(expected) > 0 or key == "failures", key
     assert_frame_equal(_sorted(connect_lake, key), expected, check_exact=False, rtol=1e-9)
-
-
-# Just after the first data set lands (ingest half done), and after the feature table is
-# published but before its watermark is recorded (the next run cannot know it was built).
-CRASHES = [("after", "telemetry"), ("before", "feature_watermarks")]
-
-
-@pytest.mark.parametrize(("when", "key"), CRASHES)
-def test_a_run_killed_part_way_leaves_whole_tables_and_a_rerun_completes_it(
-    spark, local_lake, tmp_path_factory, when, key
-):
-    root = tmp_path_factory.mktemp("crashed-run")
-    run = subprocess.run(
-        [sys.executable, "-m", "tests.crash_job", str(root), when, key],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == -signal.SIGKILL, run.stdout[-3000:] + run.stderr[-3000:]
-    lake = Lakehouse(spark, local_settings(root), USE_CASE.name)
-
-    assert lake.exists(key) == (when == "after")
-    committed = [k for k in TABLES if lake.exists(k)]
-    assert committed and PREDICTIONS not in committed
-    for table in committed:  # each whole: exactly what the finished run has
-        assert_frame_equal(_sorted(lake, table), _sorted(local_lake, table), rtol=1e-9)
-
-    build(lake)
-
-    for table in TABLES:
-        assert_frame_equal(_sorted(lake, table), _sorted(local_lake, table), rtol=1e-9)

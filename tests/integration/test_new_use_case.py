@@ -34,7 +34,8 @@ def test_its_raw_files_land_in_bronze_with_a_composite_key(spark, shop_project, 
     lake = Lakehouse(spark, settings, "shop_orders")
     (report,) = shop_outcome.ingest
 
-    assert (report.rows_read, report.accepted, report.quarantined) == (900, 900, 0)
+    assert (report.rows_read, report.accepted, report.quarantined) == (901, 900, 1)
+    assert report.quarantine_reasons == {"units below 0": 1}
     assert lake.read("orders").select("shop", "product").distinct().count() == 6
     first = lake.read("orders").agg(F.min("day")).first()[0]
     assert first == START
