@@ -33,7 +33,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
-from benchmarks.bench_pit import Measurement, fastest, measure_local, measure_spark, start_spark
+from benchmarks.bench_pit import (
+    HOT_KEY,
+    Measurement,
+    add_hot_share,
+    fastest,
+    longest_task_share,
+    measure_local,
+    measure_spark,
+    print_stages,
+    start_spark,
+)
 from featurehouse.usecases.predictive_maintenance.telemetry import (
     LAG_HOURS,
     RANGE_HOURS,
@@ -63,9 +73,13 @@ RTOL = 1e-9
 # Data
 
 
-def generate(data_dir: Path, rows: int, machines: int, seed: int = 7, files: int = 8) -> Path:
-    """Parquet files of about `rows` readings (made once, then reused)."""
-    path = data_dir / f"telemetry_m{machines}_n{rows}"
+def generate(
+    data_dir: Path, rows: int, machines: int, seed: int = 7, files: int = 8, hot: float = 0.0
+) -> Path:
+    """Parquet files of about `rows` readings (made once, then reused). With `hot` > 0,
+    machine HOT_KEY takes that share of the rows (skew), at half-second offsets that no
+    other reading of it has."""
+    path = data_dir / (f"telemetry_m{machines}_n{rows}" + (f"_hot{hot:g}" if hot else ""))
     if (path / "_SUCCESS").exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
@@ -78,6 +92,10 @@ def generate(data_dir: Path, rows: int, machines: int, seed: int = 7, files: int
     t_us = T0_US + hour * HOUR_US
     off = rng.random(rows) < OFF_HOUR_SHARE
     t_us[off] += rng.integers(1, 3600, off.sum()) * 1_000_000
+    hot_rows = np.nonzero(rng.random(rows) < hot)[0]
+    step_s = max(1, hours * 3600 // rows)
+    machine[hot_rows] = HOT_KEY
+    t_us[hot_rows] = T0_US + hot_rows * step_s * 1_000_000 + 500_000
     keep = rng.random(rows) >= MISSING_SHARE
     n = int(keep.sum())
     columns = {
@@ -241,6 +259,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=parse_rows, default=[1_000_000, 10_000_000])
     parser.add_argument("--machines", type=int, default=1_000)
+    add_hot_share(parser, "the rows on one machine")
     parser.add_argument("--repeat", type=int, default=2, help="runs per engine; the fastest counts")
     parser.add_argument("--shuffle-partitions", type=int, default=8)
     parser.add_argument("--driver-memory", default="8g")
@@ -270,15 +289,17 @@ def main(argv: list[str] | None = None) -> dict:
     run_spark(spark, warm, args.data_dir / "out_warm")
 
     runs = []
-    for rows in args.rows:
+    for hot, rows in [(h, r) for h in args.hot_share for r in args.rows]:
         started = time.perf_counter()
-        source = generate(args.data_dir, rows, args.machines)
+        source = generate(args.data_dir, rows, args.machines, hot=hot)
         n = spark.read.parquet(str(source)).count()
+        skewed = f", machine {HOT_KEY} holding {hot:.0%} of rows" if hot else ""
         print(
-            f"\n== {n:,} readings, {args.machines:,} machines (data ready in {time.perf_counter() - started:.1f} s)"
+            f"\n== {n:,} readings, {args.machines:,} machines{skewed}"
+            f" (data ready in {time.perf_counter() - started:.1f} s)"
         )
-        spark_out = args.data_dir / f"out_spark_{rows}"
-        duckdb_out = args.data_dir / f"out_duckdb_{rows}"
+        spark_out = args.data_dir / f"out_spark_{rows}_{hot:g}"
+        duckdb_out = args.data_dir / f"out_duckdb_{rows}_{hot:g}"
         if args.plan:
             TELEMETRY_FEATURES.build({"telemetry": spark.read.parquet(str(source))}).explain(
                 "formatted"
@@ -307,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
                 )
             )
             check = compare(spark_out, duckdb_out)
-        runs.append(report(n, measurements, check))
+        runs.append({**report(n, measurements, check), "hot_share": hot})
 
     out = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -351,14 +372,14 @@ def report(rows: int, measurements: list[Measurement], check: dict | None) -> di
             + ", ".join(f"{k} {v['max_rel']:.1e}" for k, v in check["per_stat"].items())
         )
     stages = by_name["spark"].stages
+    longest = None
     if stages:
-        print("  spark stages (wall s / task s / input rows / shuffle write rows, MB / spill MB):")
-        for s in stages:
-            print(
-                f"    job {s['job']} stage {s['stage']:3d} {s['tasks']:3d} tasks {s['wall_s']:7.2f} "
-                f"{s['task_s']:7.2f} {s['input_rows']:>11,} {s['shuffle_write_rows']:>11,} "
-                f"{s['shuffle_write_mb']:8.1f} {s['spill_mb']:7.1f}  {s['name']}"
-            )
+        print_stages("spark", stages)
+        longest = longest_task_share(stages)
+        print(
+            f"  longest task: {longest['longest_task_s']:.2f} s, {longest['share']:.0%} of its"
+            f" stage's {longest['stage_task_s']:.2f} s of task time ({longest['tasks']} tasks)"
+        )
     return {
         "rows": rows,
         "seconds": {m.engine: m.seconds for m in measurements},
@@ -367,6 +388,7 @@ def report(rows: int, measurements: list[Measurement], check: dict | None) -> di
         "spark_over_duckdb": ratio,
         "check": check,
         "stages": stages,
+        "longest_task": longest,
     }
 
 

@@ -47,6 +47,8 @@ SPAN = timedelta(days=90)
 DEFAULT_KEYS = 10_000  # e.g. a fleet of machines: more entity rows means more timestamps per key
 KEYLESS_SHARE = 0.05  # entity rows whose key has no feature rows
 NULL_SHARE = 0.02  # feature values that are null
+MAX_TASKS = 10_000  # per stage, read back from the status store
+HOT_KEY = 0  # with --hot-share, the key that holds that share of every table's rows
 P = 2_147_483_647  # checksum modulus (2^31 - 1): every product stays inside a bigint
 
 
@@ -59,23 +61,32 @@ def feature_names(table: int) -> list[str]:
 
 
 def generate(
-    spark: SparkSession, data_dir: Path, entities: int, features: int, tables: int, keys: int
+    spark: SparkSession,
+    data_dir: Path,
+    entities: int,
+    features: int,
+    tables: int,
+    keys: int,
+    hot: float = 0.0,
 ) -> dict:
-    """Parquet folders for one size (made once, then reused): entities and `tables` tables."""
+    """Parquet folders for one size (made once, then reused): entities and `tables` tables.
+    With `hot` > 0, key HOT_KEY holds that share of the rows of each (skew)."""
     keys = max(1, min(keys, features))
-    entity_dir = data_dir / f"entities_k{keys}_n{entities}"
+    suffix = f"_hot{hot:g}" if hot else ""
+    entity_dir = data_dir / f"entities_k{keys}_n{entities}{suffix}"
+    span_us = int(SPAN.total_seconds() * 1e6)
     if not (entity_dir / "_SUCCESS").exists():
-        span_us = int(SPAN.total_seconds() * 1e6)
+        uniform = F.floor(F.rand(11) * keys / (1 - KEYLESS_SHARE)).cast("long")
         spark.range(entities).select(
             F.col("id").alias("row_id"),
-            F.floor(F.rand(11) * keys / (1 - KEYLESS_SHARE)).cast("long").alias("entity_id"),
+            F.when(F.rand(13) < hot, F.lit(HOT_KEY)).otherwise(uniform).alias("entity_id"),
             F.timestamp_micros(F.lit(_us(T0)) + (F.rand(12) * span_us).cast("long")).alias(
                 "event_timestamp"
             ),
         ).write.mode("overwrite").parquet(str(entity_dir))
     table_dirs = []
     for t in range(tables):
-        table_dir = data_dir / f"features_k{keys}_n{features}_t{t}"
+        table_dir = data_dir / f"features_k{keys}_n{features}_t{t}{suffix}"
         table_dirs.append(table_dir)
         if (table_dir / "_SUCCESS").exists():
             continue
@@ -83,13 +94,16 @@ def generate(
         slot_us = int(SPAN.total_seconds() * 1e6) // slots
         f0, f1, f2 = feature_names(t)
         seed = 100 + t
+        is_hot = F.rand(seed + 6) < hot
+        spread = F.col("id") * (span_us // features)  # unique per row, over the whole span
+        slotted = (F.col("id") / keys).cast("long") * slot_us + (F.rand(seed) * (slot_us - 1)).cast(
+            "long"
+        )
         spark.range(features).select(
-            (F.col("id") % keys).alias("entity_id"),
-            F.timestamp_micros(
-                F.lit(_us(T0))
-                + (F.col("id") / keys).cast("long") * slot_us
-                + (F.rand(seed) * (slot_us - 1)).cast("long")
-            ).alias("event_timestamp"),
+            F.when(is_hot, F.lit(HOT_KEY)).otherwise(F.col("id") % keys).alias("entity_id"),
+            F.timestamp_micros(F.lit(_us(T0)) + F.when(is_hot, spread).otherwise(slotted)).alias(
+                "event_timestamp"
+            ),
             F.when(F.rand(seed + 1) >= NULL_SHARE, F.rand(seed + 2)).alias(f0),
             F.when(F.rand(seed + 3) >= NULL_SHARE, (F.rand(seed + 4) * 1e6).cast("long")).alias(f1),
             F.rand(seed + 5).alias(f2),
@@ -290,10 +304,18 @@ def stage_metrics(spark: SparkSession, group: str) -> list[dict]:
                     "shuffle_write_rows": data.shuffleWriteRecords(),
                     "shuffle_write_mb": data.shuffleWriteBytes() / 1e6,
                     "spill_mb": data.diskBytesSpilled() / 1e6,
+                    "max_task_s": longest_task(store, stage_id, data.attemptId()),
                     "name": data.name().split(" at ")[0],
                 }
             )
     return stages
+
+
+def longest_task(store, stage_id: int, attempt: int) -> float:
+    """The run time of the stage's longest task: with one hot key, the task that holds it."""
+    tasks = store.taskList(stage_id, attempt, MAX_TASKS)
+    times = [tasks.apply(i).taskMetrics() for i in range(tasks.size())]
+    return max((t.get().executorRunTime() for t in times if t.isDefined()), default=0) / 1000
 
 
 def measure_spark(
@@ -346,6 +368,16 @@ def engine_plan(spark: SparkSession, data: dict, tables: int, ttl: timedelta) ->
 # Main
 
 
+def add_hot_share(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--hot-share",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help=f"share of {what} (skew; 0 is uniform); each runs in turn",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entities", type=int, nargs="+", default=[100_000])
@@ -353,6 +385,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--features", type=int, nargs="+", default=[1_000_000], help="rows per feature table"
     )
     parser.add_argument("--tables", type=int, default=1, help="feature tables, one lookup each")
+    add_hot_share(parser, "every table's rows on one key")
     parser.add_argument(
         "--full", action="store_true", help="100k and 1M entities x 1M and 10M features x 3 tables"
     )
@@ -439,60 +472,67 @@ def main(argv: list[str] | None = None) -> dict:
     run_engine(spark, warm, 1, ttl)
 
     runs = []
-    for n_entities in args.entities:
-        for n_features in args.features:
-            started = time.perf_counter()
-            data = generate(spark, args.data_dir, n_entities, n_features, args.tables, args.keys)
-            size = {"entities": n_entities, "features_per_table": n_features, "tables": args.tables}
-            print(
-                f"\n== {n_entities:,} entities x {args.tables} x {n_features:,} feature rows "
-                f"({data['keys']:,} keys; data ready in {time.perf_counter() - started:.1f} s)"
+    sizes = [(n, f, h) for h in args.hot_share for n in args.entities for f in args.features]
+    for n_entities, n_features, hot in sizes:
+        started = time.perf_counter()
+        data = generate(spark, args.data_dir, n_entities, n_features, args.tables, args.keys, hot)
+        size = {
+            "entities": n_entities,
+            "features_per_table": n_features,
+            "tables": args.tables,
+            "hot_share": hot,
+        }
+        print(
+            f"\n== {n_entities:,} entities x {args.tables} x {n_features:,} feature rows "
+            f"({data['keys']:,} keys{f', key {HOT_KEY} holding {hot:.0%} of rows' if hot else ''};"
+            f" data ready in {time.perf_counter() - started:.1f} s)"
+        )
+        if args.plan:
+            print(engine_plan(spark, data, args.tables, ttl))
+        attempts = [
+            measure_spark(
+                spark, "engine", lambda d=data: run_engine(spark, d, args.tables, ttl), None
             )
-            if args.plan:
-                print(engine_plan(spark, data, args.tables, ttl))
-            attempts = [
-                measure_spark(
-                    spark, "engine", lambda d=data: run_engine(spark, d, args.tables, ttl), None
-                )
+            for _ in range(args.repeat)
+        ]
+        measurements = [fastest(attempts)]
+        if args.no_duckdb:
+            measurements.append(Measurement("duckdb", None, skipped="--no-duckdb"))
+        else:
+            duckdb_attempts = [
+                measure_local("duckdb", lambda d=data: run_duckdb(d, args.tables, ttl))
                 for _ in range(args.repeat)
             ]
-            measurements = [fastest(attempts)]
-            if args.no_duckdb:
-                measurements.append(Measurement("duckdb", None, skipped="--no-duckdb"))
-            else:
-                duckdb_attempts = [
-                    measure_local("duckdb", lambda d=data: run_duckdb(d, args.tables, ttl))
-                    for _ in range(args.repeat)
-                ]
-                measurements.append(fastest(duckdb_attempts))
-            if args.no_feast:
-                measurements.append(Measurement("feast", None, skipped="--no-feast"))
-            elif n_features > args.feast_max_features:
-                measurements.append(
-                    Measurement(
-                        "feast",
-                        None,
-                        skipped=f"above --feast-max-features {args.feast_max_features:,}",
-                    )
+            measurements.append(fastest(duckdb_attempts))
+        if args.no_feast:
+            measurements.append(Measurement("feast", None, skipped="--no-feast"))
+        elif n_features > args.feast_max_features:
+            measurements.append(
+                Measurement(
+                    "feast",
+                    None,
+                    skipped=f"above --feast-max-features {args.feast_max_features:,}",
                 )
-            else:
-                store_dir = (
-                    args.data_dir
-                    / "feast"
-                    / f"{n_entities}_{n_features}_{args.tables}_{time.time_ns()}"
+            )
+        else:
+            store_dir = (
+                args.data_dir
+                / "feast"
+                / f"{n_entities}_{n_features}_{args.tables}_{time.time_ns()}"
+            )
+            measurements.append(
+                measure_spark(
+                    spark,
+                    "feast",
+                    lambda d=data, s=store_dir: run_feast(spark, d, args.tables, ttl, s),
+                    args.feast_timeout,
                 )
-                measurements.append(
-                    measure_spark(
-                        spark,
-                        "feast",
-                        lambda d=data, s=store_dir: run_feast(spark, d, args.tables, ttl, s),
-                        args.feast_timeout,
-                    )
-                )
-            run = report(size, measurements)
-            runs.append(run)
+            )
+        run = report(size, measurements)
+        runs.append(run)
 
     summary = summarize(runs)
+    summary["skew"] = skew_readings(runs)
     out = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": _cpus(), "python": platform.python_version(), "spark": spark.version},
@@ -537,13 +577,12 @@ def report(size: dict, measurements: list[Measurement]) -> dict:
     if ratios:
         print("  ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
     if engine.stages:
-        print("  engine stages (wall s / task s / input rows / shuffle write rows, MB / spill MB):")
-        for s in engine.stages:
-            print(
-                f"    job {s['job']} stage {s['stage']:3d} {s['tasks']:3d} tasks {s['wall_s']:7.2f} "
-                f"{s['task_s']:7.2f} {s['input_rows']:>11,} {s['shuffle_write_rows']:>11,} "
-                f"{s['shuffle_write_mb']:8.1f} {s['spill_mb']:7.1f}  {s['name']}"
-            )
+        print_stages("engine", engine.stages)
+        skew = longest_task_share(engine.stages)
+        print(
+            f"  longest task: {skew['longest_task_s']:.2f} s, {skew['share']:.0%} of its stage's"
+            f" {skew['stage_task_s']:.2f} s of task time ({skew['tasks']} tasks)"
+        )
     matches = {
         m.engine: m.result == engine.result
         for m in measurements
@@ -558,6 +597,33 @@ def report(size: dict, measurements: list[Measurement]) -> dict:
         "checksum_match": matches,
         "ratios": ratios,
         "stages": {m.engine: m.stages for m in measurements if m.stages},
+        "longest_task": longest_task_share(engine.stages) if engine.stages else None,
+    }
+
+
+def print_stages(engine: str, stages: list[dict]) -> None:
+    print(
+        f"  {engine} stages (wall s / task s / longest task s / input rows / shuffle write"
+        " rows, MB / spill MB):"
+    )
+    for s in stages:
+        print(
+            f"    job {s['job']} stage {s['stage']:3d} {s['tasks']:3d} tasks {s['wall_s']:7.2f} "
+            f"{s['task_s']:7.2f} {s['max_task_s']:7.2f} {s['input_rows']:>11,} "
+            f"{s['shuffle_write_rows']:>11,} {s['shuffle_write_mb']:8.1f} {s['spill_mb']:7.1f}"
+            f"  {s['name']}"
+        )
+
+
+def longest_task_share(stages: list[dict]) -> dict:
+    """The longest task of the stage with the most task time, and its share of that time:
+    on a cluster of many cores that task bounds the stage's wall time."""
+    heaviest = max(stages, key=lambda s: s["task_s"])
+    return {
+        "longest_task_s": heaviest["max_task_s"],
+        "stage_task_s": heaviest["task_s"],
+        "share": heaviest["max_task_s"] / heaviest["task_s"] if heaviest["task_s"] else 0.0,
+        "tasks": heaviest["tasks"],
     }
 
 
@@ -592,6 +658,37 @@ def summarize(runs: list[dict]) -> dict:
             text = "; ".join(f"{k}: {v:.2f}" for k, v in exponents.items()) or "n/a"
             print(f"  {name:7s} {text}")
     return summary
+
+
+def skew_readings(runs: list[dict]) -> list[dict]:
+    """Each skewed run beside the uniform run of the same size: the engine's time ratio, and
+    the longest task's share of its stage in both."""
+    readings = []
+    for hot in (r for r in runs if r["hot_share"]):
+        size = ("entities", "features_per_table", "tables")
+        uniform = next(
+            (r for r in runs if not r["hot_share"] and all(r[k] == hot[k] for k in size)), None
+        )
+        if uniform is None or not hot["longest_task"] or not uniform["longest_task"]:
+            continue
+        reading = {
+            **{k: hot[k] for k in (*size, "hot_share")},
+            "engine_s": {"uniform": uniform["seconds"]["engine"], "hot": hot["seconds"]["engine"]},
+            "longest_task_share": {
+                "uniform": uniform["longest_task"]["share"],
+                "hot": hot["longest_task"]["share"],
+            },
+        }
+        reading["slowdown"] = reading["engine_s"]["hot"] / reading["engine_s"]["uniform"]
+        readings.append(reading)
+        print(
+            f"\nskew, {hot['entities']:,} x {hot['features_per_table']:,}, one key holding"
+            f" {hot['hot_share']:.0%}: engine {reading['engine_s']['uniform']:.2f} s uniform,"
+            f" {reading['engine_s']['hot']:.2f} s skewed ({reading['slowdown']:.2f}x); longest"
+            f" task {reading['longest_task_share']['uniform']:.0%} of its stage uniform,"
+            f" {reading['longest_task_share']['hot']:.0%} skewed"
+        )
+    return readings
 
 
 def _cpus() -> int:

@@ -10,7 +10,9 @@ previous one's output):
 
 1. Entity rows and feature rows are unioned into one flat frame of
    `(keys, ts, created, features, entity_payload)` and shuffled by key. An entity row carries
-   its whole row as a one-element array of structs; a feature row a null payload.
+   its whole row as a one-element array of structs; a feature row a null payload. With a
+   lookback window, also by time bucket, so that one hot key spreads over many tasks
+   (`BUCKET_LOOKBACKS`).
 2. After the shuffle, each feature row packs its (ts, created, features) into one struct,
    non-null even when every value in it is null; on entity rows the struct is null.
 3. A window per key, ordered by (ts, struct with nulls last), carries the last non-null
@@ -69,7 +71,13 @@ _CREATED = f"{_PREFIX}created"
 _FEATURES = f"{_PREFIX}features"
 _MATCH = f"{_PREFIX}match"
 _PAYLOAD = f"{_PREFIX}entity"
+_BUCKET = f"{_PREFIX}bucket"
 _MATCH_TS_FIELD = "ts"
+# With a lookback window, a key's rows are also split into time buckets this many lookbacks
+# wide, each feature row in the last lookback of a bucket copied into the next one: a key
+# that holds much of the data (one hot machine) is then spread over many tasks, not one,
+# for a quarter more feature rows in the shuffle.
+BUCKET_LOOKBACKS = 4
 _CREATED_FIELD = "created"
 
 
@@ -275,21 +283,26 @@ def _join_lookup(entity_df: DataFrame, lookup: _Resolved) -> DataFrame:
     present = [_col(k).isNotNull() for k in keys]
     present.append(_col(lookup.lookup.feature_timestamp_key).isNotNull())
     features = lookup.features.where(_all(present))
-    union = side(entity_df, lookup.lookup.timestamp_lookup_key, True).unionByName(
-        side(features, lookup.lookup.feature_timestamp_key, False)
-    )
+    entities = side(entity_df, lookup.lookup.timestamp_lookup_key, True)
+    feature_rows = side(features, lookup.lookup.feature_timestamp_key, False)
+    partition = [_col(k) for k in keys]
+    lookback = lookup.lookup.lookback_window
+    if lookback is not None and lookback > timedelta(0):
+        entities, feature_rows = _time_buckets(entities, feature_rows, lookback)
+        partition.append(F.col(_BUCKET))
+    union = entities.unionByName(feature_rows)
 
     # Shuffle the flat rows by key, and only then pack a feature row into the struct the
     # window carries forward (null on entity rows): the struct's framing never crosses the
     # shuffle.
-    union = union.repartition(*[_col(k) for k in keys])
+    union = union.repartition(*partition)
     fields = [F.col(_value(i)).alias(f"v{i}") for i in range(len(lookup.feature_types))]
     if lookup.created_type is not None:
         fields.insert(0, F.col(_CREATED).alias(_CREATED_FIELD))
     if lookup.lookup.lookback_window is not None:
         fields.insert(0, F.col(_TS).alias(_MATCH_TS_FIELD))
     row = F.when(F.col(_PAYLOAD).isNull(), F.struct(*fields)).alias(_FEATURES)
-    rows = union.select(*[_col(k) for k in keys], F.col(_TS), F.col(_PAYLOAD), row)
+    rows = union.select(*partition, F.col(_TS), F.col(_PAYLOAD), row)
 
     # Within a key: by timestamp; at equal timestamps feature rows (non-null struct) before
     # entity rows (null struct); among feature rows, by the struct: created timestamp, then
@@ -308,7 +321,7 @@ def _join_lookup(entity_df: DataFrame, lookup: _Resolved) -> DataFrame:
             if _orderable(dtype)
         ]
     window = (
-        Window.partitionBy(*[_col(k) for k in keys])
+        Window.partitionBy(*partition)
         .orderBy(*order)
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
@@ -319,7 +332,6 @@ def _join_lookup(entity_df: DataFrame, lookup: _Resolved) -> DataFrame:
     match = F.col(_MATCH)
     # A null entity timestamp sorts before every feature row, so it finds no match anyway.
     condition = F.col(_TS).isNotNull() & match.isNotNull()
-    lookback = lookup.lookup.lookback_window
     if lookback is not None:
         age = F.unix_micros(F.col(_TS).cast(TimestampType())) - F.unix_micros(
             match.getField(_MATCH_TS_FIELD).cast(TimestampType())
@@ -335,6 +347,24 @@ def _join_lookup(entity_df: DataFrame, lookup: _Resolved) -> DataFrame:
         outputs.append(value.alias(lookup.lookup.output_name(feature)))
     # Feature rows carry a null payload, so inline yields exactly the entity rows.
     return matched.select(F.inline(F.col(_PAYLOAD)), *outputs)
+
+
+def _time_buckets(
+    entities: DataFrame, feature_rows: DataFrame, lookback: timedelta
+) -> tuple[DataFrame, DataFrame]:
+    """Both sides with a time bucket (BUCKET_LOOKBACKS lookbacks wide). An entity row's
+    match is at most one lookback older, so it lies in the entity row's bucket or in the last
+    lookback of the one before: feature rows there are also put in the next bucket."""
+    reach = _micros(lookback)
+    width = reach * BUCKET_LOOKBACKS
+    micros = F.unix_micros(F.col(_TS).cast(TimestampType()))
+    bucket = F.floor(micros / F.lit(width))
+    near_next = micros >= (bucket + 1) * F.lit(width) - F.lit(reach)
+    buckets = F.when(near_next, F.array(bucket, bucket + 1)).otherwise(F.array(bucket))
+    return (
+        entities.withColumn(_BUCKET, bucket),
+        feature_rows.withColumn(_BUCKET, F.explode(buckets)),
+    )
 
 
 def _struct_type(lookup: _Resolved) -> StructType:
