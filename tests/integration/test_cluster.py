@@ -10,8 +10,8 @@ small fleet) goes through:
   the classic-only APIs (the `DeltaTable` Python API, the SparkContext) would fail here;
 
 and every table equals the same run in local mode. Both servers are pyspark's own
-(`bin/spark-class`, `bin/spark-submit`, no download). Each run is a process of its own: one JVM holds one Spark
-context, and this session's is local (and a Python process that opens a Connect session
+(`bin/spark-class`, `bin/spark-submit`, no download). Each run is a process of its own: one
+JVM holds one Spark context, and this session's is local (and a Python process that opens a Connect session
 switches every later session to Connect).
 """
 
@@ -35,7 +35,7 @@ from featurehouse.serving.server import free_port
 from featurehouse.spark import connect_server_command, pyspark_home
 from featurehouse.usecases.predictive_maintenance import USE_CASE
 from tests.cluster_job import DATASETS, PREDICTIONS, TRAINING_SET, build
-from tests.helpers import PROJECT_ROOT, local_settings
+from tests.helpers import PROJECT_ROOT, local_settings, table_rows
 
 SPARK_HOME = pyspark_home()
 WORKERS = 2
@@ -182,9 +182,7 @@ LOAD_COLUMNS = ["source_file", "ingested_at"]
 
 
 def _sorted(lake: Lakehouse, key: str):
-    frame = lake.read(key).toPandas().drop(columns=LOAD_COLUMNS, errors="ignore")
-    order = [c for c in frame.columns if frame[c].dtype != object or c in USE_CASE.keys]
-    return frame.sort_values(order).reset_index(drop=True)
+    return table_rows(lake, key, LOAD_COLUMNS)
 
 
 def test_the_cluster_ran_the_job_on_two_executors(cluster, cluster_lake):

@@ -31,7 +31,13 @@ from featurehouse.io import Lakehouse
 from featurehouse.monitoring.job import DRIFT_TABLE, PROFILE_TABLE
 from featurehouse.training.registry import CHALLENGER, CHAMPION, configure_mlflow
 from featurehouse.usecase import UseCase
-from tests.helpers import PROJECT_ROOT, local_overrides, local_settings, write_conf_dir
+from tests.helpers import (
+    PROJECT_ROOT,
+    local_overrides,
+    local_settings,
+    table_rows,
+    write_conf_dir,
+)
 from tests.integration.conftest import shop_use_cases, write_shop_project
 
 # Columns that differ between two runs by design: where and when a row was written, and
@@ -92,15 +98,7 @@ def project(tmp_path_factory, shop_project) -> Project:
 
 
 def rows(lake: Lakehouse, key: str) -> pd.DataFrame | None:
-    """The table's rows in a stable order, without the columns that vary by design."""
-    if not lake.exists(key):
-        return None
-    table = lake.read(key)
-    if key in SCOPES:
-        table = table.where(SCOPES[key])
-    frame = table.toPandas().drop(columns=VARYING, errors="ignore")
-    order = frame.astype(str).sort_values(list(frame.columns)).index
-    return frame.loc[order].reset_index(drop=True)
+    return table_rows(lake, key, VARYING, SCOPES.get(key))
 
 
 def same(actual: pd.DataFrame | None, expected: pd.DataFrame | None) -> bool:
@@ -185,10 +183,11 @@ def client_of(settings: Settings, use_case: UseCase) -> MlflowClient:
 
 
 @pytest.fixture(scope="module")
-def reference(spark, shop_project, shop_outcome) -> Lakehouse:
-    """The uninterrupted run's lakehouse."""
+def reference(spark, shop_project, shop_outcome) -> dict:
+    """The uninterrupted run's rows of every table a crashed job writes, read once."""
     settings, use_case = shop_project
-    return Lakehouse(spark, settings, use_case.name)
+    lake = Lakehouse(spark, settings, use_case.name)
+    return {t: rows(lake, t) for _, _, tables in CRASHES.values() for t in tables}
 
 
 @pytest.mark.parametrize("job", list(CRASHES))
@@ -198,18 +197,13 @@ def test_a_killed_job_leaves_each_table_as_it_was_or_whole(crashes, reference, j
     assert crashed.returncode == -signal.SIGKILL, crashed.output
 
     for table in tables:
-        expected = rows(reference, table)
         killed = crashed.killed[table]
-        assert same(killed, crashed.before[table]) or same(killed, expected), table
+        assert same(killed, crashed.before[table]) or same(killed, reference[table]), table
     # The write it was killed at: committed whole, or not at all.
     reached = crashed.killed[key]
-    assert (
-        same(reached, rows(reference, key))
-        if when == "after"
-        else same(reached, crashed.before[key])
-    )
+    assert same(reached, reference[key] if when == "after" else crashed.before[key])
     # And something is left to do: the kill came before the job's last write.
-    assert any(not same(crashed.killed[t], rows(reference, t)) for t in tables)
+    assert any(not same(crashed.killed[t], reference[t]) for t in tables)
 
 
 @pytest.mark.parametrize("job", list(CRASHES))
@@ -217,7 +211,7 @@ def test_the_job_run_again_completes_it_with_no_row_lost_or_twice(crashes, refer
     _, _, tables = CRASHES[job]
 
     for table in tables:
-        expected = rows(reference, table)
+        expected = reference[table]
         assert expected is not None and len(expected) > 0, table
         assert_frame_equal(crashes[job].rerun[table], expected, check_exact=False, rtol=1e-9)
 
@@ -255,6 +249,4 @@ def test_two_feature_jobs_at_once_one_wins_and_the_tables_stay_whole(
     assert error.startswith(f"error: table {FEATURES} (staging) was changed by another job"), lost
     assert "not committed" in error
     lake = project.lake(spark)
-    assert_frame_equal(
-        rows(lake, FEATURES), rows(reference, FEATURES), check_exact=False, rtol=1e-9
-    )
+    assert_frame_equal(rows(lake, FEATURES), reference[FEATURES], check_exact=False, rtol=1e-9)
