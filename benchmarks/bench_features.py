@@ -271,6 +271,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Path(tempfile.gettempdir()) / "featurehouse-bench-features",
     )
     parser.add_argument("--plan", action="store_true", help="print Spark's formatted plan")
+    parser.add_argument(
+        "--no-coalesce",
+        action="store_true",
+        help="keep every shuffle partition a task of its own (as on a cluster of that many cores)",
+    )
     return parser.parse_args(argv)
 
 
@@ -278,6 +283,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     spark = start_spark(args)
+    if args.no_coalesce:
+        spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")
     print(
         f"Spark {spark.version} {spark.conf.get('spark.master')}, shuffle partitions "
         f"{spark.conf.get('spark.sql.shuffle.partitions')}, driver memory {args.driver_memory}; "

@@ -13,6 +13,7 @@ import pytest
 from chispa import assert_approx_df_equality
 
 from featurehouse.usecase import EVENT_TIMESTAMP
+from featurehouse.usecases.predictive_maintenance import telemetry
 from featurehouse.usecases.predictive_maintenance.telemetry import (
     BLOCK_HOURS,
     SENSORS,
@@ -238,6 +239,35 @@ def test_matches_brute_force_reference_across_a_block_boundary(spark):
     actual = with_telemetry_features(_telemetry(spark, rows), sensors=("volt",))
 
     assert actual.count() == len(rows)  # look-back copies are not output
+    assert_approx_df_equality(
+        actual, expected, PRECISION, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_a_dense_machine_cut_into_short_blocks_matches_the_reference(spark, monkeypatch):
+    # Readings every 30 minutes for 16 days around a block start, with a block limit of 100
+    # readings: the machine's blocks are halved twice (180 h), so its windows cross the
+    # starts of short blocks as well as of whole ones.
+    monkeypatch.setattr(telemetry, "MAX_BLOCK_ROWS", 100)
+    epoch = datetime(1970, 1, 1)
+    block = timedelta(hours=BLOCK_HOURS)
+    edge = epoch + ((T - epoch) // block) * block
+    rng = random.Random(5)
+    minutes = timedelta(minutes=30)
+    rows = [
+        (7, edge + i * minutes, None if rng.random() < 0.05 else 500.0 + rng.gauss(0, 1))
+        for i in range(-2 * 190, 2 * 190)
+    ]
+    expected_by_key = _reference(rows)
+    names = list(next(iter(expected_by_key.values())))
+    expected = spark.createDataFrame(
+        [(m, t, *(f[n] for n in names)) for (m, t), f in expected_by_key.items()],
+        "machine_id bigint, event_timestamp timestamp, " + ", ".join(f"{n} double" for n in names),
+    )
+
+    actual = with_telemetry_features(_telemetry(spark, rows), sensors=("volt",))
+
+    assert actual.count() == len(rows)
     assert_approx_df_equality(
         actual, expected, PRECISION, ignore_row_order=True, ignore_nullable=True
     )

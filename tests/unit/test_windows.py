@@ -9,7 +9,7 @@ import pytest
 from chispa import assert_df_equality
 
 from featurehouse.errors import DeclarationError
-from featurehouse.features.windows import ahead, at_lag, feature_name, trailing
+from featurehouse.features.windows import ahead, at_lag, feature_name, in_time_blocks, trailing
 from tests.frames import US, D, T
 
 KEYS = ["store_id", "item_id"]
@@ -86,3 +86,34 @@ def test_feature_names_carry_the_window_in_the_use_cases_unit():
     assert feature_name("rentals", "lag", timedelta(days=7), "h") == "rentals_lag_168h"
     with pytest.raises(DeclarationError, match="not a whole number of d"):
         feature_name("units", "mean", timedelta(hours=36), "d")
+
+
+# --- blocks of time within a key ------------------------------------------------------------
+
+
+def test_a_dense_key_is_cut_into_shorter_blocks_and_each_row_is_its_own_block_once(spark):
+    # Blocks of 40 us, look-back 5 us: key 1 has one row per 4 us (10 per block, over
+    # max_rows), so its blocks halve once (to 20 us; 10 us would be under 4 look-backs);
+    # key 2 has one row per 16 us and keeps whole blocks.
+    rows = [(1, t) for t in range(0, 80, 4)] + [(2, t) for t in range(0, 80, 16)]
+    frame = spark.createDataFrame(rows, "k bigint, t_us bigint")
+
+    tagged = in_time_blocks(frame, ["k"], "t_us", block_us=40, look_back_us=5, max_rows=5)
+    got = sorted((r["k"], r["t_us"], r["_block"], r["_own"]) for r in tagged.collect())
+
+    own = [(k, t, b) for k, t, b, is_own in got if is_own]
+    copies = [(k, t, b) for k, t, b, is_own in got if not is_own]
+    assert own == [(1, t, t // 20 * 20) for t in range(0, 80, 4)] + [
+        (2, t, t // 40 * 40) for t in range(0, 80, 16)
+    ]
+    # A copy of each row within 5 us before the next block's start (t + 5 >= start), even
+    # when that block is empty so far.
+    assert copies == [(1, 16, 20), (1, 36, 40), (1, 56, 60), (1, 76, 80)]
+    assert len(got) == len(rows) + len(copies)
+
+
+def test_blocks_refuse_a_look_back_longer_than_a_quarter_block(spark):
+    frame = spark.createDataFrame([(1, 0)], "k bigint, t_us bigint")
+
+    with pytest.raises(ValueError, match="does not fit 4 times in a block of 40 us"):
+        in_time_blocks(frame, ["k"], "t_us", block_us=40, look_back_us=11, max_rows=5)

@@ -17,7 +17,8 @@ the running sum up to t - N. Running sums grow with the history and would lose t
 differences we need, so the history is cut into blocks of BLOCK_HOURS per machine (one
 window partition each, with the look-back before the block copied in, so that windows at
 its start are whole), time is measured from the block start, and each sensor is centred on
-a reading of its block.
+a reading of its block. A machine that reads far more often than hourly has its blocks
+halved (`in_time_blocks`), so one hot machine is spread over many tasks, not carried by one.
 
 What stays on sliding frames: min and max (not differences of running values), and the mean
 and std of short windows. A short window holds ~3 readings, so its sliding frame is cheap,
@@ -35,6 +36,7 @@ import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
 from featurehouse.features.quality import in_range
+from featurehouse.features.windows import in_time_blocks
 from featurehouse.usecase import (
     EVENT_TIMESTAMP,
     Feature,
@@ -54,10 +56,13 @@ HOUR_US = 3_600_000_000
 # running sums inside a block stay exact: with hourly readings and time in whole seconds
 # from the block start, every running sum of time and time squared is an integer below 2^53.
 BLOCK_HOURS = 30 * 24
+# A block of a machine that reads far more often than hourly is halved until it holds at
+# most this many readings (or is 4 days long): one dense machine then spans many tasks.
+MAX_BLOCK_ROWS = 2 * BLOCK_HOURS
 
 # Internal columns.
 _T = "_t_us"  # event time in microseconds: the window order
-_BLOCK = "_block"
+_BLOCK = "_block"  # start of the block, in microseconds
 _OWN = "_own"  # false: a copy of a reading kept only as look-back for the next block
 _SECONDS = "_seconds"  # seconds since the block start
 
@@ -73,27 +78,23 @@ def rolling_feature_name(sensor: str, stat: str, hours: int) -> str:
 def _in_blocks(telemetry: DataFrame, sensors: Sequence[str], look_back_hours: int) -> DataFrame:
     """Each reading in its block, plus a look-back copy in the next block when it lies within
     `look_back_hours` of that block's start."""
-    if look_back_hours >= BLOCK_HOURS:
-        raise ValueError(f"a window of {look_back_hours} h does not fit a block")
-    t = F.unix_micros("timestamp")
-    block_us = BLOCK_HOURS * HOUR_US
-    own_block = F.floor(t / block_us)
-    blocks = F.array_distinct(
-        F.array(own_block, F.floor((t + look_back_hours * HOUR_US) / block_us))
-    )
-    exploded = telemetry.select(
+    readings = telemetry.select(
         F.col(MACHINE_ID).cast("bigint").alias(MACHINE_ID),
         F.col("timestamp").alias(EVENT_TIMESTAMP),
-        t.alias(_T),
-        F.explode(blocks).alias(_BLOCK),
+        F.unix_micros("timestamp").alias(_T),
         *sensors,
     )
-    return exploded.withColumns(
-        {
-            _OWN: F.floor(F.col(_T) / block_us) == F.col(_BLOCK),
-            _SECONDS: (F.col(_T) - F.col(_BLOCK) * block_us) / 1_000_000,
-        }
+    blocks = in_time_blocks(
+        readings,
+        [MACHINE_ID],
+        _T,
+        block_us=BLOCK_HOURS * HOUR_US,
+        look_back_us=look_back_hours * HOUR_US,
+        max_rows=MAX_BLOCK_ROWS,
+        block=_BLOCK,
+        own=_OWN,
     )
+    return blocks.withColumn(_SECONDS, (F.col(_T) - F.col(_BLOCK)) / 1_000_000)
 
 
 # ---------------------------------------------------------------------------------------
