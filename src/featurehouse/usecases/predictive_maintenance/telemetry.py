@@ -57,7 +57,8 @@ HOUR_US = 3_600_000_000
 # from the block start, every running sum of time and time squared is an integer below 2^53.
 BLOCK_HOURS = 30 * 24
 # A block of a machine that reads far more often than hourly is halved until it holds at
-# most this many readings (or is 4 days long): one dense machine then spans many tasks.
+# most this many readings (while halves stay 4 look-backs long): one dense machine then
+# spans many tasks.
 MAX_BLOCK_ROWS = 2 * BLOCK_HOURS
 
 # Internal columns.
