@@ -73,9 +73,9 @@ def in_time_blocks(
 
     Why blocks: a window partitioned by key alone puts all of a key's history in one task.
     Blocks are `block_us` long (aligned to the epoch); a key's block holding more than
-    `max_rows` rows is halved, as often as needed, down to MIN_BLOCK_LOOK_BACKS look-backs,
-    so a hot, dense key spreads over many tasks while a sparse one keeps long blocks (few
-    copies). The split depends on the rows given, so a run over part of a history may cut
+    `max_rows` rows is halved, as often as needed while the halves stay at least
+    MIN_BLOCK_LOOK_BACKS look-backs long, so a hot, dense key spreads over many tasks while a
+    sparse one keeps long blocks (few copies). The split depends on the rows given, so a run over part of a history may cut
     blocks differently: window results are the same up to floating-point rounding.
     """
     if MIN_BLOCK_LOOK_BACKS * look_back_us > block_us:
