@@ -213,22 +213,15 @@ def _reference(rows):
     return out
 
 
-def test_matches_brute_force_reference_across_a_block_boundary(spark):
-    # The transform cuts each machine's history into blocks of BLOCK_HOURS (from the epoch);
-    # readings around a block start must see their look-back from the block before.
+def _block_start():
+    """The start of the block of BLOCK_HOURS (from the epoch) that holds T."""
     epoch = datetime(1970, 1, 1)
     block = timedelta(hours=BLOCK_HOURS)
-    edge = epoch + ((T - epoch) // block) * block
-    rng = random.Random(3)
-    rows = []
-    for machine in (1, 2):
-        for h in range(-40, 40):
-            if rng.random() < 0.1:
-                continue  # a gap
-            ts = edge + h * H + (rng.randrange(1, 3600) * S if rng.random() < 0.1 else S * 0)
-            # A large level with a small spread: precision depends on centring the values.
-            volt = None if rng.random() < 0.1 else 1e6 + machine + rng.gauss(0, 0.01)
-            rows.append((machine, ts, volt))
+    return epoch + ((T - epoch) // block) * block
+
+
+def assert_matches_reference(spark, rows):
+    """The transform's volt features of `rows` equal the brute-force reference's."""
     expected_by_key = _reference(rows)
     names = list(next(iter(expected_by_key.values())))
     expected = spark.createDataFrame(
@@ -244,33 +237,38 @@ def test_matches_brute_force_reference_across_a_block_boundary(spark):
     )
 
 
+def test_matches_brute_force_reference_across_a_block_boundary(spark):
+    # The transform cuts each machine's history into blocks of BLOCK_HOURS (from the epoch);
+    # readings around a block start must see their look-back from the block before.
+    edge = _block_start()
+    rng = random.Random(3)
+    rows = []
+    for machine in (1, 2):
+        for h in range(-40, 40):
+            if rng.random() < 0.1:
+                continue  # a gap
+            ts = edge + h * H + (rng.randrange(1, 3600) * S if rng.random() < 0.1 else S * 0)
+            # A large level with a small spread: precision depends on centring the values.
+            volt = None if rng.random() < 0.1 else 1e6 + machine + rng.gauss(0, 0.01)
+            rows.append((machine, ts, volt))
+
+    assert_matches_reference(spark, rows)
+
+
 def test_a_dense_machine_cut_into_short_blocks_matches_the_reference(spark, monkeypatch):
     # Readings every 30 minutes for 16 days around a block start, with a block limit of 100
     # readings: the machine's blocks are halved twice (180 h), so its windows cross the
     # starts of short blocks as well as of whole ones.
     monkeypatch.setattr(telemetry, "MAX_BLOCK_ROWS", 100)
-    epoch = datetime(1970, 1, 1)
-    block = timedelta(hours=BLOCK_HOURS)
-    edge = epoch + ((T - epoch) // block) * block
+    edge = _block_start()
     rng = random.Random(5)
     minutes = timedelta(minutes=30)
     rows = [
         (7, edge + i * minutes, None if rng.random() < 0.05 else 500.0 + rng.gauss(0, 1))
         for i in range(-2 * 190, 2 * 190)
     ]
-    expected_by_key = _reference(rows)
-    names = list(next(iter(expected_by_key.values())))
-    expected = spark.createDataFrame(
-        [(m, t, *(f[n] for n in names)) for (m, t), f in expected_by_key.items()],
-        "machine_id bigint, event_timestamp timestamp, " + ", ".join(f"{n} double" for n in names),
-    )
 
-    actual = with_telemetry_features(_telemetry(spark, rows), sensors=("volt",))
-
-    assert actual.count() == len(rows)
-    assert_approx_df_equality(
-        actual, expected, PRECISION, ignore_row_order=True, ignore_nullable=True
-    )
+    assert_matches_reference(spark, rows)
 
 
 def test_long_history_keeps_precision_of_slope_and_std(spark):
