@@ -25,7 +25,7 @@ except two parts of our models:
   the link of a Poisson or gamma regressor (values stay on the log scale); and with onnx
   1.23 it does not build at all (a boolean attribute). `_convert_trees` writes the trees
   into ai.onnx.ml's TreeEnsemble (opset 5): double thresholds, set membership for
-  categories, then the baseline and the inverse link.
+  categories, the baseline as a first tree, then the inverse link.
 """
 
 from __future__ import annotations
@@ -372,7 +372,7 @@ def _trees_shape(operator) -> None:
 
 
 def _convert_trees(scope, operator, container) -> None:
-    """Cast to double -> TreeEnsemble (the raw score) -> + baseline -> inverse link."""
+    """Cast to double -> TreeEnsemble (the raw score, baseline included) -> inverse link."""
     from onnx import TensorProto, numpy_helper
     from sklearn._loss.link import IdentityLink, LogitLink, LogLink
 
@@ -381,23 +381,24 @@ def _convert_trees(scope, operator, container) -> None:
     if type(model._loss.link) not in links:
         raise _Refused(model, f"loss {model.loss!r}: its link has no ONNX operator here")
     name = scope.get_unique_variable_name
-    x, raw, score, baseline = name("x"), name("raw"), name("score"), name("baseline")
+    x, score = name("x"), name("score")
     container.add_node("Cast", operator.inputs[0].full_name, x, to=TensorProto.DOUBLE)
     attributes = {
         key: numpy_helper.from_array(value, key) if isinstance(value, np.ndarray) else value
         for key, value in tree_ensemble_attributes(model).items()
     }
     # op_version 3 to get past skl2onnx; the model imports ai.onnx.ml 5 (see _BUILD_OPSET).
-    container.add_node("TreeEnsemble", x, raw, op_domain="ai.onnx.ml", op_version=3, **attributes)
-    value = float(np.ravel(model._baseline_prediction)[0])
-    container.add_initializer(baseline, TensorProto.DOUBLE, [1, 1], [value])
-    container.add_node("Add", [raw, baseline], score)
+    container.add_node("TreeEnsemble", x, score, op_domain="ai.onnx.ml", op_version=3, **attributes)
     container.add_node(links[type(model._loss.link)], score, operator.outputs[0].full_name)
 
 
 def tree_ensemble_attributes(model: Any) -> dict[str, Any]:
-    """TreeEnsemble (ai.onnx.ml 5) attributes summing the raw scores of a fitted
-    HistGradientBoosting model's trees over its input columns, routing rows as it does.
+    """TreeEnsemble (ai.onnx.ml 5) attributes summing the raw score of a fitted
+    HistGradientBoosting model over its input columns, routing rows as it does.
+
+    The model's baseline is the first tree (a lone leaf): sklearn starts from it and adds
+    the trees in order, and onnxruntime on one thread sums in tree order, so the two raw
+    scores are equal to the last bit, not only within rounding.
 
     With categorical features, scikit-learn encodes them again inside the model
     (`_preprocessor`: categories first, each value seen in training to a code, anything else
@@ -448,12 +449,16 @@ def tree_ensemble_attributes(model: Any) -> dict[str, Any]:
         row += [*write(tree, left_sets, true), *write(tree, left_sets, false)]
         return 0, position
 
-    roots = []
+    def lone_leaf(value: float) -> int:
+        """A root whose two ways lead to one leaf."""
+        leaves.append(value)
+        nodes.append([0, _LEQ, 0.0, False, 1, len(leaves) - 1, 1, len(leaves) - 1])
+        return len(nodes) - 1
+
+    roots = [lone_leaf(float(np.ravel(model._baseline_prediction)[0]))]
     for (predictor,) in model._predictors:
-        if predictor.nodes[0]["is_leaf"]:  # a lone leaf: a root whose two ways lead to it
-            leaves.append(float(predictor.nodes[0]["value"]))
-            nodes.append([0, _LEQ, 0.0, False, 1, len(leaves) - 1, 1, len(leaves) - 1])
-            roots.append(len(nodes) - 1)
+        if predictor.nodes[0]["is_leaf"]:
+            roots.append(lone_leaf(float(predictor.nodes[0]["value"])))
         else:
             roots.append(write(predictor.nodes, predictor.raw_left_cat_bitsets, 0)[1])
     feature, mode, split, missing, true_leaf, true, false_leaf, false = zip(*nodes, strict=True)

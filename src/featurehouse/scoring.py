@@ -13,24 +13,29 @@ alerting.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-import mlflow
+import mlflow.sklearn
 import pyspark.sql.functions as F
 from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame, Window
+from pyspark.sql.types import DoubleType, StructField, StructType
 
 from featurehouse.config import Settings
 from featurehouse.errors import NoChampionError
 from featurehouse.io import Lakehouse
+from featurehouse.serving.predictor import predict_batches
 from featurehouse.store.feast_store import feature_store
 from featurehouse.store.training_set import service_features
 from featurehouse.training.anomaly_metrics import PEAK_COLUMNS, RUN_COLUMNS
-from featurehouse.training.evaluate import model_inputs
+from featurehouse.training.evaluate import input_columns
 from featurehouse.training.registry import CHAMPION, configure_mlflow, version_with_alias
 from featurehouse.training.train import registered_threshold
 from featurehouse.usecase import EVENT_TIMESTAMP, Anomaly, Classification, UseCase, micros
@@ -81,26 +86,39 @@ def latest_entity_rows(
 
 
 def with_predictions(
-    features: DataFrame, model_uri: str, use_case: UseCase, threshold: float | None
+    features: DataFrame,
+    model_uri: str,
+    use_case: UseCase,
+    threshold: float | None,
+    keep: Sequence[str] | None = None,
 ) -> DataFrame:
-    """Score through a Spark UDF so the work runs on the executors, at any size."""
-    spark = features.sparkSession
+    """`keep` (every column of `features` by default) and the model's predictions, computed
+    on the executors over Arrow batches by the predictor the service runs: compiled and
+    checked against scikit-learn when it can be, else scikit-learn itself."""
     task = use_case.task
-    inputs = model_inputs(use_case, {})
-    # Numbers as doubles, as the model's signature reads them (a count may be missing). One
-    # struct argument: the model gets the columns by name, with or without a signature.
-    numeric = set(inputs.numeric)
-    columns = F.struct(
-        *[F.col(c).cast("double").alias(c) if c in numeric else F.col(c) for c in inputs.columns]
+    model = mlflow.sklearn.load_model(model_uri)
+    categorical = {f.name for f in use_case.features if f.dtype == "string"}
+    keep = list(features.columns if keep is None else keep)
+    reads = list(dict.fromkeys([*keep, *input_columns(model)]))
+    schema = StructType(
+        [*(features.schema[c] for c in keep), StructField(task.prediction, DoubleType())]
     )
+    # A fresh token per call: a Python worker compiles the model once per scoring job, and
+    # never serves one job's model to the next (tests reuse names and versions). A partial
+    # of a function in the predictor's module, so that workers import that module alone.
+    predict = functools.partial(
+        predict_batches,
+        token=uuid.uuid4().hex,
+        model=model,
+        task=task,
+        categorical=categorical,
+        keep=keep,
+        names=schema.names,
+    )
+    scored = features.select(*reads).mapInArrow(predict, schema)
     if isinstance(task, Classification):
-        predict = mlflow.pyfunc.spark_udf(
-            spark, model_uri, result_type="array<double>", env_manager="local"
-        )
-        scored = features.withColumn(task.prediction, predict(columns)[1])
         return scored.withColumn(task.flag, (F.col(task.prediction) >= threshold).cast("int"))
-    predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="double", env_manager="local")
-    return features.withColumn(task.prediction, predict(columns))
+    return scored
 
 
 def prediction_columns(use_case: UseCase) -> list[str]:
@@ -122,7 +140,9 @@ def score(lake: Lakehouse, settings: Settings, use_case: UseCase) -> ScoringResu
     service = settings.feature_service(use_case.name)
     features = service_features(lake, feature_store(settings), service, use_case, entities)
     run_id = score_run_id(lake, use_case, champion.version)
-    scored = with_predictions(features, champion.uri, use_case, registered_threshold(champion))
+    keys = [*use_case.keys, EVENT_TIMESTAMP]
+    threshold = registered_threshold(champion)
+    scored = with_predictions(features, champion.uri, use_case, threshold, keep=keys)
     predictions = scored.select(
         *use_case.keys,
         EVENT_TIMESTAMP,

@@ -7,8 +7,7 @@ For a sample of entities (from the spine's data set, by a seeded hash of their k
    the online store should hold after `materialize`.
 2. Offline: the point-in-time features at T through the Feast feature service's lookups
    (`featurehouse.store.training_set.service_features`: the engine training and scoring
-   use), and the prediction of the same model version on them (sklearn, as batch
-   scoring's pyfunc runs it).
+   use), and the prediction of the same model version on them (scikit-learn itself).
 3. Online: the service's answer for the same keys, with the features it used
    (`include_features`), from a running service (`url`) or one started here on loopback.
 4. Compared: every feature value, the prediction, and the batch prediction of the

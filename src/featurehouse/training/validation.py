@@ -9,7 +9,7 @@ version:
   predictions by `validation.min_improvement` in the promotion metric's direction;
 - `signature`: the model reads exactly the use case's declared feature columns;
 - `feature_references`: the features it was trained on are the feature service's now;
-- `smoke_prediction`: the packaged model (pyfunc, as scoring loads it) predicts a finite
+- `smoke_prediction`: the packaged model (pyfunc, as MLflow's tools load it) predicts a finite
   value for a few test rows.
 
 Passed: `champion` moves to the challenger, recording who, when and why. A worse
@@ -216,7 +216,7 @@ def as_signature_types(rows, use_case: UseCase):
 
 
 def _smoke(version: ModelVersionRef, rows) -> Check:
-    """A prediction through the packaged model, the way batch scoring loads it."""
+    """A prediction through the packaged model, the way MLflow's tools load it."""
     try:
         output = np.asarray(mlflow.pyfunc.load_model(version.uri).predict(rows), dtype=float)
     except Exception as exc:  # any failure of the packaged model is the finding
