@@ -9,9 +9,10 @@ HistGradientBoosting regressor of --trees trees (31 leaves), trained on 100,000 
 registered in a local MLflow registry.
 
 - ours: what the scoring job runs once the features are joined,
-  `featurehouse.scoring.with_predictions` (the champion through `mlflow.pyfunc.spark_udf`
-  on the executors), reading the Delta table and writing keys and predictions to a Delta
-  table: end to end, reads and writes included;
+  `featurehouse.scoring.with_predictions` (the champion on the executors, in `mapInArrow`,
+  through the predictor the service runs: the trees compiled to onnxruntime, summed in
+  scikit-learn's order), reading the Delta table and writing keys and predictions to a
+  Delta table: end to end, reads and writes included;
 - the floor: the same model (`mlflow.sklearn.load_model`) predicting the same rows as one
   pandas frame already in memory, in this process (its OpenMP threads use both cores), a
   million rows per call.

@@ -91,7 +91,7 @@ def build(lake: Lakehouse) -> None:
 
 def scored_by_a_fitted_model(training_set: DataFrame, lake: Lakehouse) -> DataFrame:
     """The training set scored the way batch scoring scores (`with_predictions`: the
-    model as a Spark UDF on the executors), by a model fitted on it here: the same in
+    model in `mapInArrow` on the executors), by a model fitted on it here: the same in
     every run, since the rows and the seed are."""
     inputs = model_inputs(SCORED, {"max_iter": 20, "random_state": 0})
     rows = training_set.toPandas().sort_values([MACHINE_ID, EVENT_TIMESTAMP])
