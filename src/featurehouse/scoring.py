@@ -99,7 +99,9 @@ def with_predictions(
     model = mlflow.sklearn.load_model(model_uri)
     categorical = {f.name for f in use_case.features if f.dtype == "string"}
     keep = list(features.columns if keep is None else keep)
-    reads = list(dict.fromkeys([*keep, *input_columns(model)]))
+    inputs = [c for c in input_columns(model) if c not in keep]
+    # Numbers as doubles, as the model reads them (a count may be an integer, or missing).
+    reads = [*keep, *(c if c in categorical else F.col(c).cast("double").alias(c) for c in inputs)]
     schema = StructType(
         [*(features.schema[c] for c in keep), StructField(task.prediction, DoubleType())]
     )
