@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
     features = spark.read.format("delta").load(str(features_path))
-    scored = with_predictions(features, uri, USE_CASE, None)
+    scored = with_predictions(features, uri, USE_CASE)
     scored.select("entity_id", USE_CASE.task.prediction).write.format("delta").save(str(out))
     ours_s = time.perf_counter() - started
     print(f"  ours   {ours_s:8.1f} s  {args.rows / ours_s:12,.0f} rows/s  (Spark, Delta to Delta)")

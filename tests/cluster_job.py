@@ -105,7 +105,7 @@ def scored_by_a_fitted_model(training_set: DataFrame, lake: Lakehouse) -> DataFr
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
         pip_requirements=model_requirements(),  # given: inferring them takes 20 s
     )
-    return with_predictions(training_set, str(path), SCORED, threshold=None)
+    return with_predictions(training_set, str(path), SCORED)
 
 
 def main(root: str, master: str) -> None:

@@ -35,9 +35,8 @@ from featurehouse.serving.predictor import predict_batches
 from featurehouse.store.feast_store import feature_store
 from featurehouse.store.training_set import service_features
 from featurehouse.training.anomaly_metrics import PEAK_COLUMNS, RUN_COLUMNS
-from featurehouse.training.evaluate import input_columns
+from featurehouse.training.evaluate import decision_threshold, input_columns
 from featurehouse.training.registry import CHAMPION, configure_mlflow, version_with_alias
-from featurehouse.training.train import registered_threshold
 from featurehouse.usecase import EVENT_TIMESTAMP, Anomaly, Classification, UseCase, micros
 
 log = logging.getLogger(__name__)
@@ -89,12 +88,12 @@ def with_predictions(
     features: DataFrame,
     model_uri: str,
     use_case: UseCase,
-    threshold: float | None,
     keep: Sequence[str] | None = None,
 ) -> DataFrame:
     """`keep` (every column of `features` by default) and the model's predictions, computed
     on the executors over Arrow batches by the predictor the service runs: compiled and
-    checked against scikit-learn when it can be, else scikit-learn itself."""
+    checked against scikit-learn when it can be, else scikit-learn itself. A classifier's
+    flag uses the decision threshold the model carries."""
     task = use_case.task
     model = mlflow.sklearn.load_model(model_uri)
     categorical = {f.name for f in use_case.features if f.dtype == "string"}
@@ -115,10 +114,12 @@ def with_predictions(
         task=task,
         categorical=categorical,
         keep=keep,
-        names=schema.names,
     )
     scored = features.select(*reads).mapInArrow(predict, schema)
     if isinstance(task, Classification):
+        threshold = decision_threshold(model)
+        if threshold is None:
+            raise ValueError(f"{model_uri}: the classifier carries no decision threshold")
         return scored.withColumn(task.flag, (F.col(task.prediction) >= threshold).cast("int"))
     return scored
 
@@ -143,8 +144,7 @@ def score(lake: Lakehouse, settings: Settings, use_case: UseCase) -> ScoringResu
     features = service_features(lake, feature_store(settings), service, use_case, entities)
     run_id = score_run_id(lake, use_case, champion.version)
     keys = [*use_case.keys, EVENT_TIMESTAMP]
-    threshold = registered_threshold(champion)
-    scored = with_predictions(features, champion.uri, use_case, threshold, keep=keys)
+    scored = with_predictions(features, champion.uri, use_case, keep=keys)
     predictions = scored.select(
         *use_case.keys,
         EVENT_TIMESTAMP,

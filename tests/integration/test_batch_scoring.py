@@ -6,6 +6,7 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import FixedThresholdClassifier
 
 from featurehouse.scoring import with_predictions
 from featurehouse.training.evaluate import model_inputs
@@ -36,7 +37,9 @@ def test_batch_scoring_predicts_what_the_model_predicts(spark, tmp_path):
     frame["model"] = rng.choice(["model1", "model2", "model3"], n)
     label = (frame["volt_mean_3h"].fillna(0) + (frame["model"] == "model3") > 0.8).astype(int)
     features = frame[list(inputs.columns)].astype({c: "float64" for c in inputs.numeric})
-    model = boosted_trees_classifier(inputs).fit(features, label)
+    # The decision threshold travels inside the model, as training registers it.
+    model = FixedThresholdClassifier(boosted_trees_classifier(inputs), threshold=0.4)
+    model.fit(features, label)
     path = tmp_path / "model"
     mlflow.sklearn.save_model(
         model,
@@ -50,7 +53,7 @@ def test_batch_scoring_predicts_what_the_model_predicts(spark, tmp_path):
 
     rows = spark.createDataFrame(frame.astype({"model": object}).replace({pd.NA: None}))
     assert dict(rows.dtypes)["age"] == "bigint"
-    scored = with_predictions(rows, str(path), USE_CASE, threshold=0.4, keep=["machine_id"])
+    scored = with_predictions(rows, str(path), USE_CASE, keep=["machine_id"])
     got = scored.toPandas().sort_values("machine_id").reset_index(drop=True)
 
     task = USE_CASE.task

@@ -261,7 +261,6 @@ def window_rows(
     from featurehouse.store.feast_store import feature_store
     from featurehouse.store.training_set import service_features
     from featurehouse.training.labels import spine_rows
-    from featurehouse.training.train import registered_threshold
 
     source = use_case.spine.source
     entities = spine_rows(
@@ -271,7 +270,7 @@ def window_rows(
     )
     service = settings.feature_service(use_case.name)
     features = service_features(lake, feature_store(settings), service, use_case, entities)
-    scored = with_predictions(features, champion.uri, use_case, registered_threshold(champion))
+    scored = with_predictions(features, champion.uri, use_case)
     window = F.when(F.col(EVENT_TIMESTAMP) > F.lit(start), CURRENT).otherwise(PREVIOUS)
     return scored.select(window.alias(WINDOW_COLUMN), EVENT_TIMESTAMP, *_names(use_case))
 

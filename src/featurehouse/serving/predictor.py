@@ -333,14 +333,14 @@ def predict_batches(
     task: Task,
     categorical: set[str],
     keep: Sequence[str],
-    names: Sequence[str],
 ) -> Iterator[pa.RecordBatch]:
-    """For Spark's `mapInArrow`: each batch's `keep` columns and the model's prediction,
-    named `names`. The model is compiled once per `token` in this Python worker."""
+    """For Spark's `mapInArrow`: each batch's `keep` columns and the model's prediction
+    (`task.prediction`). The model is compiled once per `token` in this Python worker."""
     if token not in _COMPILED:
         _COMPILED.clear()
         _COMPILED[token] = compile_predictor(model, task, categorical)
     predictor = _COMPILED[token].predictor
+    names = [*keep, task.prediction]
     for batch in batches:
         if batch.num_rows:
             values = pa.array(predictor.predict_batch(batch), pa.float64())
