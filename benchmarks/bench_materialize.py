@@ -186,10 +186,7 @@ def contents(settings, use_case: UseCase) -> dict:
                 if not k.startswith(b"featurehouse:")
             ]
             return {k: store.client.hgetall(k) for k in keys}
-        query = (
-            "SELECT entity_key, feature_name, value, value_text, event_ts, created_ts"
-            f' FROM "{view.sqlite_table}"'
-        )
+        query = f'SELECT {online.SQLITE_COLUMNS} FROM "{view.sqlite_table}"'
         return {(r[0], r[1]): r[2:] for r in store.connection().execute(query)}
     finally:
         store.close()
@@ -241,7 +238,7 @@ def store_floor(store, view: online.ViewSpec, rows: online.EncodedRows) -> float
         return seconds
     conn = store.connection()
     table = f'"{view.sqlite_table}"'
-    columns = "entity_key, feature_name, value, value_text, event_ts, created_ts"
+    columns = online.SQLITE_COLUMNS
     conn.execute(f"CREATE TEMP TABLE prepared AS SELECT {columns} FROM {table} WHERE 0")
     conn.executemany(
         f"INSERT INTO prepared VALUES ({', '.join('?' * 6)})", online.sqlite_rows(view, rows)

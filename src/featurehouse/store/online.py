@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 FULL, INCREMENTAL, UP_TO_DATE = "full", "incremental", "up to date"
 OK, NOT_FOUND, MISSING, EXPIRED = "ok", "not found", "missing", "expired"
 WATERMARKS = "featurehouse_online_watermarks"
+# The columns of Feast's SQLite table that a write fills, in the order `sqlite_rows` gives.
+SQLITE_COLUMNS = "entity_key, feature_name, value, value_text, event_ts, created_ts"
 
 # ---------------------------------------------------------------------------------------
 # Feast's online format: pure functions over Arrow arrays, numpy arrays and bytes
@@ -574,7 +576,6 @@ class SqliteOnlineStore:
         """In one transaction: a full load replaces the view's rows, an incremental one
         replaces the rows of the entities written and removes the deleted entities."""
         table = f'"{view.sqlite_table}"'
-        columns = "entity_key, feature_name, value, value_text, event_ts, created_ts"
         with self._transaction() as conn:
             if full:
                 conn.execute(f"DELETE FROM {table}")
@@ -583,7 +584,7 @@ class SqliteOnlineStore:
                 conn.executemany(f"DELETE FROM {table} WHERE entity_key = ?", deleted)
             # A row replaces the one with the same (entity key, feature), as Feast's upsert.
             verb = "INSERT" if full else "INSERT OR REPLACE"
-            insert = f"{verb} INTO {table} ({columns}) VALUES (?, ?, ?, ?, ?, ?)"
+            insert = f"{verb} INTO {table} ({SQLITE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
             conn.executemany(insert, sqlite_rows(view, rows))
             conn.execute(
                 f"INSERT OR REPLACE INTO {WATERMARKS} (view, state) VALUES (?, ?)",
@@ -631,8 +632,8 @@ class SqliteOnlineStore:
 
 
 def sqlite_rows(view: ViewSpec, rows: EncodedRows) -> Iterator[tuple]:
-    """(entity_key, feature_name, value, value_text, event_ts, created_ts) per entity and
-    feature, in the order of Feast's primary key, so that SQLite's B-trees are appended to."""
+    """A row of SQLITE_COLUMNS per entity and feature, in the order of Feast's primary key,
+    so that SQLite's B-trees are appended to."""
     names = view.feature_names
     columns = [
         (names[j], rows.columns[j].values, value_texts(rows.table.column(names[j])))
